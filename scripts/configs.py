@@ -1,0 +1,96 @@
+"""Architectures and training settings as data: a config is a dict, a model is a list of Keras layer specs.
+
+``layers`` is a list of ``[class_name, kwargs]`` pairs that ``build_keras_model`` turns into a
+``keras.Sequential``; the served models and every variant of the hyper-parameter study are written
+with the same two generators (``cnn_layers``, ``text_layers``).
+"""
+from __future__ import annotations
+
+import copy
+
+
+def cnn_layers(filters=(32, 64), kernels=(3, 3), convs_per_block=1, pooling="max",
+               batch_norm=False, dropout=0.0, dense=(), head_dropout=0.0, global_pool=False,
+               n_classes=10) -> list:
+    """Blocks of ``convs_per_block`` Conv2D(+BN)+ReLU then a 2x2 pool; Flatten or global average; Dense head."""
+    layers: list = []
+    per_block = convs_per_block if isinstance(convs_per_block, (tuple, list)) else [convs_per_block] * len(filters)
+    for f, k, n_convs in zip(filters, kernels, per_block):
+        for _ in range(n_convs):
+            layers.append(["Conv2D", {"filters": f, "kernel_size": k, "padding": "same",
+                                      "use_bias": not batch_norm,
+                                      "activation": None if batch_norm else "relu"}])
+            if batch_norm:
+                layers.append(["BatchNormalization", {}])
+                layers.append(["Activation", {"activation": "relu"}])
+        layers.append(["MaxPooling2D" if pooling == "max" else "AveragePooling2D", {"pool_size": 2}])
+        if dropout:
+            layers.append(["Dropout", {"rate": dropout}])
+    layers.append(["GlobalAveragePooling2D", {}] if global_pool else ["Flatten", {}])
+    for units in dense:
+        layers.append(["Dense", {"units": units, "activation": "relu"}])
+        if head_dropout:
+            layers.append(["Dropout", {"rate": head_dropout}])
+    layers.append(["Dense", {"units": n_classes, "activation": "softmax"}])
+    return layers
+
+
+def text_layers(cell="LSTM", units=(64,), bidirectional=True, embedding_dim=64, vocab_size=4000,
+                pool="average", dropout=0.0, spatial_dropout=0.0, recurrent_dropout=0.0,
+                dense=(), n_classes=3) -> list:
+    """Embedding(mask_zero) -> stacked (Bi)RNN -> pool over time (mask-aware) or last state -> Dense."""
+    layers: list = [["Embedding", {"input_dim": vocab_size, "output_dim": embedding_dim, "mask_zero": True}]]
+    if spatial_dropout:
+        layers.append(["SpatialDropout1D", {"rate": spatial_dropout}])
+    for i, u in enumerate(units):
+        last = i == len(units) - 1
+        rnn = {"class_name": cell, "units": u, "return_sequences": (not last) or pool != "last",
+               "recurrent_dropout": recurrent_dropout}
+        layers.append(["Bidirectional", {"layer": rnn}] if bidirectional else [cell, {k: v for k, v in rnn.items() if k != "class_name"}])
+        if dropout and not last:
+            layers.append(["Dropout", {"rate": dropout}])
+    if pool == "average":
+        layers.append(["GlobalAveragePooling1D", {}])
+    elif pool == "max":
+        layers.append(["GlobalMaxPooling1D", {}])
+    if dropout:
+        layers.append(["Dropout", {"rate": dropout}])
+    for d in dense:
+        layers.append(["Dense", {"units": d, "activation": "relu"}])
+        if dropout:
+            layers.append(["Dropout", {"rate": dropout}])
+    layers.append(["Dense", {"units": n_classes, "activation": "softmax"}])
+    return layers
+
+
+TEXT_DEFAULTS = {"max_tokens": 4000, "sequence_length": 64, "batch_size": 32, "epochs": 60,
+                 "learning_rate": 1e-3, "patience": 8}
+
+CONFIGS: dict[str, dict[str, dict]] = {
+    "cnn": {
+        "default": {
+            "layers": cnn_layers(filters=(32, 64, 128), kernels=(3, 3, 3), convs_per_block=(1, 2, 2),
+                                 batch_norm=True, dropout=0.2, dense=(128,), head_dropout=0.3),
+            "batch_size": 64, "epochs": 30, "learning_rate": 1e-3, "patience": 6, "augment": True,
+            "reduce_lr_patience": 2,
+        },
+    },
+    "rnn": {
+        "default": {**TEXT_DEFAULTS,
+                    "layers": text_layers(cell="SimpleRNN", units=(64,), embedding_dim=64,
+                                          pool="average", dropout=0.5, spatial_dropout=0.2)},
+    },
+    "lstm": {
+        "default": {**TEXT_DEFAULTS,
+                    "layers": text_layers(cell="LSTM", units=(64,), embedding_dim=64,
+                                          pool="average", dropout=0.5, spatial_dropout=0.2)},
+    },
+}
+
+
+def get_config(arch: str, name: str = "default") -> dict:
+    try:
+        return copy.deepcopy(CONFIGS[arch][name])
+    except KeyError:
+        known = {a: sorted(c) for a, c in CONFIGS.items()}
+        raise KeyError(f"Expected a config in {known}, received arch={arch!r} config={name!r}") from None

@@ -1,0 +1,208 @@
+#!/usr/bin/env python
+"""Train one architecture with Keras (Adam, sparse categorical cross-entropy, early stopping on
+validation loss restoring the best weights) and, with ``--export``, publish it to ``weights/<arch>/``.
+
+    DATA_DIR=../shared/data python scripts/train.py --arch lstm --seed 1 --export
+
+A finished run is cached in ``runs/<arch>/<config>-seed<N>/`` (model, history, vocabulary, metrics):
+rerunning the same command skips the training and only redoes what is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import numpy as np  # noqa: E402
+
+from configs import get_config  # noqa: E402
+from scratch_models.datasets import load_dataset_for  # noqa: E402
+from scratch_models.io_utils import atomic_write_json  # noqa: E402
+
+
+def build_keras_model(layers: list, input_shape: tuple, input_dtype: str = "float32"):
+    """``[[class_name, kwargs], ...]`` -> an uncompiled ``keras.Sequential``."""
+    import keras
+
+    def make(class_name: str, kwargs: dict):
+        kwargs = dict(kwargs)
+        if class_name == "Bidirectional":
+            inner = dict(kwargs.pop("layer"))
+            return keras.layers.Bidirectional(make(inner.pop("class_name"), inner), **kwargs)
+        return getattr(keras.layers, class_name)(**kwargs)
+
+    model = keras.Sequential([keras.Input(shape=input_shape, dtype=input_dtype)]
+                             + [make(name, kw) for name, kw in layers])
+    return model
+
+
+def text_vectorizer(train_texts, max_tokens: int, sequence_length: int):
+    """A Keras ``TextVectorization`` (default standardize and split) adapted on the training texts."""
+    import keras
+    layer = keras.layers.TextVectorization(max_tokens=max_tokens, output_sequence_length=sequence_length)
+    layer.adapt(list(train_texts))
+    return layer
+
+
+def cifar_augmented(x, y, batch_size: int, seed: int):
+    """tf.data pipeline: random horizontal flip + random 32x32 crop of a 4-pixel reflect-padded image."""
+    import tensorflow as tf
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+
+    def augment(img, label):
+        img = tf.image.random_flip_left_right(img)
+        img = tf.pad(img, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
+        img = tf.image.random_crop(img, [32, 32, 3])
+        return img, label
+
+    return ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
+
+
+class JsonProgress:
+    """Keras callback factory: one log line per epoch with an ETA, history saved after every epoch."""
+
+    @staticmethod
+    def make(run_dir: Path, epochs: int):
+        import keras
+
+        class _Progress(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.t0 = time.time()
+                self.history: dict[str, list] = {}
+
+            def on_epoch_end(self, epoch, logs=None):
+                for k, v in (logs or {}).items():
+                    self.history.setdefault(k, []).append(float(v))
+                self.history.setdefault("epoch_seconds", []).append(time.time() - self.t0 - sum(self.history.get("epoch_seconds", [])))
+                done = epoch + 1
+                per = (time.time() - self.t0) / done
+                print(f"epoch {done}/{epochs} " + " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+                      + f" | {per:.1f}s/epoch, ETA <= {per * (epochs - done) / 60:.1f} min", flush=True)
+                atomic_write_json(run_dir / "history.partial.json", self.history)
+
+        return _Progress()
+
+
+def plot_history(history: dict, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    ax.plot(epochs, history["loss"], label="train loss")
+    ax.plot(epochs, history["val_loss"], label="validation loss")
+    ax.set_xlabel("epoch"), ax.set_ylabel("sparse categorical cross-entropy"), ax.set_title(title)
+    ax.legend(), ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | None = None,
+          runs_dir: Path = ROOT / "runs", data_dir: str | None = None, config: dict | None = None,
+          verbose: int = 2) -> Path:
+    """Train (or reuse a cached run) and return the run folder."""
+    import keras
+    import tensorflow as tf
+    from sklearn.metrics import f1_score
+
+    cfg = config or get_config(arch, config_name)
+    if epochs is not None:
+        cfg["epochs"] = epochs
+    run_dir = runs_dir / arch / f"{config_name}-seed{seed}"
+    if (run_dir / "result.json").is_file():
+        print(f"[train] {run_dir} is finished; reusing it", flush=True)
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    data = load_dataset_for(arch, data_dir)
+
+    extra = {}
+    if arch == "cnn":
+        xs = {s: getattr(data, s).x for s in ("train", "valid", "test")}
+        input_shape, input_dtype = (32, 32, 3), "float32"
+    else:
+        vec = text_vectorizer(data.train.x, cfg["max_tokens"], cfg["sequence_length"])
+        xs = {s: np.asarray(vec(list(getattr(data, s).x)), dtype=np.int32) for s in ("train", "valid", "test")}
+        vocab = vec.get_vocabulary()
+        atomic_write_json(run_dir / "vectorizer.json", {"vocabulary": vocab, "max_tokens": cfg["max_tokens"],
+                                                      "output_sequence_length": cfg["sequence_length"]})
+        for name, kw in cfg["layers"]:
+            if name == "Embedding":
+                kw["input_dim"] = len(vocab)
+        input_shape, input_dtype = (cfg["sequence_length"],), "int32"
+        extra["vocabulary_size"] = len(vocab)
+    ys = {s: getattr(data, s).y for s in ("train", "valid", "test")}
+
+    model = build_keras_model(cfg["layers"], input_shape, input_dtype)
+    model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if verbose:
+        model.summary(print_fn=lambda s, **_: print(s, flush=True))
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"],
+                                               restore_best_weights=True),
+                 JsonProgress.make(run_dir, cfg["epochs"])]
+    if cfg.get("reduce_lr_patience"):
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
+                                                           patience=cfg["reduce_lr_patience"], min_lr=1e-5))
+    t0 = time.time()
+    if arch == "cnn" and cfg.get("augment"):
+        train_data = cifar_augmented(xs["train"], ys["train"], cfg["batch_size"], seed)
+        model.fit(train_data, validation_data=(xs["valid"], ys["valid"]), epochs=cfg["epochs"],
+                  callbacks=callbacks, verbose=0)
+    else:
+        model.fit(xs["train"], ys["train"], validation_data=(xs["valid"], ys["valid"]),
+                  epochs=cfg["epochs"], batch_size=cfg["batch_size"], shuffle=True,
+                  callbacks=callbacks, verbose=0)
+    train_seconds = time.time() - t0
+    history = callbacks[1].history
+
+    probs = model.predict(xs["test"], batch_size=256, verbose=0)
+    pred = probs.argmax(1)
+    metrics = {"accuracy": float((pred == ys["test"]).mean()),
+               "macro_f1": float(f1_score(ys["test"], pred, average="macro"))}
+    # Save without optimizer state: a fresh, uncompiled copy holding the best weights.
+    clean = build_keras_model(cfg["layers"], input_shape, input_dtype)
+    clean.set_weights(model.get_weights())
+    tmp = run_dir / "model.tmp.keras"
+    clean.save(tmp)
+    os.replace(tmp, run_dir / "model.keras")
+    atomic_write_json(run_dir / "history.json", history)
+    plot_history(history, run_dir / "loss.png", f"{arch} ({config_name}, seed {seed})")
+    result = {"arch": arch, "config_name": config_name, "config": cfg, "seed": seed,
+              "epochs_run": len(history["loss"]), "best_epoch": int(np.argmin(history["val_loss"])) + 1,
+              "train_seconds": train_seconds, "params": int(clean.count_params()),
+              "test_metrics_keras": metrics, "data_source": data.source,
+              "split": {s: int(len(getattr(data, s))) for s in ("train", "valid", "test")}, **extra}
+    atomic_write_json(run_dir / "result.json", result)
+    print(f"[train] {arch} seed {seed}: test accuracy {metrics['accuracy']:.4f}, macro-F1 "
+          f"{metrics['macro_f1']:.4f}, {train_seconds / 60:.1f} min", flush=True)
+    return run_dir
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", required=True, choices=["cnn", "rnn", "lstm"])
+    p.add_argument("--config", default="default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="override the config's epoch budget")
+    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
+    p.add_argument("--export", action="store_true", help="publish the run to weights/<arch>/")
+    args = p.parse_args(argv)
+    run_dir = train(args.arch, args.config, args.seed, args.epochs, args.runs_dir)
+    if args.export:
+        from export import export_run
+        export_run(run_dir, ROOT / "weights" / args.arch)
+
+
+if __name__ == "__main__":
+    main()
