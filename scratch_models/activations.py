@@ -1,0 +1,128 @@
+"""Keras activations by name, each with its derivative (used by ``backward``).
+
+Every function maps a float32 array to an array of the same shape; ``softmax`` works on the last axis.
+The forms follow Keras 3 (``keras.activations``), e.g. ``hard_sigmoid(x) = relu6(x + 3) / 6`` and
+``leaky_relu`` with ``negative_slope=0.2``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def linear(x):
+    return x
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def sigmoid(x):
+    # exp of a non-positive number only: no overflow for large |x|.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def tanh(x):
+    return np.tanh(x)
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def hard_sigmoid(x):
+    return np.clip(x / 6 + 0.5, 0, 1).astype(x.dtype, copy=False)
+
+
+def elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0))).astype(x.dtype, copy=False)
+
+
+def selu(x):
+    return (SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))).astype(x.dtype, copy=False)
+
+
+def softplus(x):
+    return (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype, copy=False)
+
+
+def softsign(x):
+    return x / (1 + np.abs(x))
+
+
+def swish(x):
+    return x * sigmoid(x)
+
+
+def exponential(x):
+    return np.exp(x)
+
+
+def leaky_relu(x, negative_slope: float = 0.2):
+    return np.where(x > 0, x, x * np.asarray(negative_slope, x.dtype)).astype(x.dtype, copy=False)
+
+
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "linear": linear, "relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softmax": softmax,
+    "hard_sigmoid": hard_sigmoid, "elu": elu, "selu": selu, "softplus": softplus,
+    "softsign": softsign, "swish": swish, "silu": swish, "exponential": exponential,
+    "leaky_relu": leaky_relu,
+}
+
+
+def activation_name(spec) -> str:
+    """Normalise a Keras activation spec (None, a name, or a serialized dict) to a name we know."""
+    if spec is None:
+        return "linear"
+    if isinstance(spec, dict):  # Keras 3 may serialize {"class_name": "function", "config": "relu", ...}
+        spec = spec.get("config", spec.get("class_name"))
+        if isinstance(spec, dict):
+            spec = spec.get("name")
+    if not isinstance(spec, str):
+        raise ValueError(f"Expected an activation name, received {spec!r}")
+    return spec
+
+
+def get(spec) -> Callable[[np.ndarray], np.ndarray]:
+    name = activation_name(spec)
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"Expected an activation in {sorted(ACTIVATIONS)}, received {name!r}") from None
+
+
+def derivative(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """d act(x) / dx element-wise, given the input ``x`` and the output ``y = act(x)`` (not for softmax)."""
+    if name == "linear":
+        return np.ones_like(x)
+    if name == "relu":
+        return (x > 0).astype(x.dtype)
+    if name == "sigmoid":
+        return y * (1 - y)
+    if name == "tanh":
+        return 1 - y * y
+    if name == "hard_sigmoid":
+        return ((x > -3) & (x < 3)).astype(x.dtype) / 6
+    if name == "elu":
+        return np.where(x > 0, 1, y + 1).astype(x.dtype)
+    if name == "selu":
+        return np.where(x > 0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA).astype(x.dtype)
+    if name == "softplus":
+        return sigmoid(x)
+    if name == "softsign":
+        return 1 / (1 + np.abs(x)) ** 2
+    if name in ("swish", "silu"):
+        s = sigmoid(x)
+        return s * (1 + x * (1 - s))
+    if name == "exponential":
+        return y
+    if name == "leaky_relu":
+        return np.where(x > 0, 1, 0.2).astype(x.dtype)
+    raise ValueError(f"No element-wise derivative for activation {name!r}")

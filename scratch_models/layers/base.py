@@ -1,0 +1,154 @@
+"""The layer contract every scratch layer follows.
+
+A layer holds its weights under Keras' names, in Keras' order (``get_weights`` is what Keras'
+``layer.get_weights()`` returns), knows the shapes they must have once built, and runs
+``forward(x, mask=None, training=False)`` over a whole batch at once. Layers that propagate a
+time-step mask (``supports_masking``) pass it on through ``compute_mask``.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import UnsupportedLayerError
+
+Shape = tuple  # (None, d1, d2, ...): the batch dimension first and unknown
+
+# Keras config keys that carry no inference semantics (initialisers, regularisers, bookkeeping).
+IGNORED_KEYS = frozenset({
+    "name", "trainable", "dtype", "batch_input_shape", "batch_shape", "input_shape", "input_dim_",
+    "kernel_initializer", "bias_initializer", "recurrent_initializer", "embeddings_initializer",
+    "beta_initializer", "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
+    "kernel_regularizer", "bias_regularizer", "recurrent_regularizer", "activity_regularizer",
+    "embeddings_regularizer", "beta_regularizer", "gamma_regularizer",
+    "kernel_constraint", "bias_constraint", "recurrent_constraint", "embeddings_constraint",
+    "beta_constraint", "gamma_constraint", "unit_forget_bias", "seed", "noise_shape", "unroll",
+    "implementation", "renorm", "synchronized", "input_length", "sparse", "ragged", "optional",
+    "quantization_config",
+})
+
+
+def check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"Expected a positive integer for `{name}`, received: {value!r}")
+    return int(value)
+
+
+def check_choice(value, name: str, choices) -> Any:
+    if value not in choices:
+        raise ValueError(f"Expected `{name}` to be one of {tuple(choices)}, received: {value!r}")
+    return value
+
+
+def pair(value, name: str) -> tuple[int, int]:
+    """An int or a pair of ints -> (int, int), as Keras' ``kernel_size``/``strides``/``pool_size``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    value = tuple(value)
+    if len(value) != 2:
+        raise ValueError(f"Expected an integer or a pair of integers for `{name}`, received: {value!r}")
+    return check_positive_int(value[0], name), check_positive_int(value[1], name)
+
+
+def dtype_policy_name(dtype) -> str | None:
+    if isinstance(dtype, dict):
+        cfg = dtype.get("config", {})
+        return cfg.get("name") if isinstance(cfg, dict) else None
+    return dtype
+
+
+class Layer:
+    """Base class: weights as an ordered dict of float32 arrays named as in Keras."""
+
+    supports_masking: ClassVar[bool] = False
+    #: Keras config options this class understands, with the values it reproduces (None: any value).
+    options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, name: str | None = None):
+        self.name = name or type(self).__name__.lower()
+        self.weights: dict[str, np.ndarray] = {}
+        self.built = False
+        self.input_shape: Shape | None = None
+        self.output_shape: Shape | None = None
+
+    # -- configuration -------------------------------------------------------------------------
+    @classmethod
+    def from_keras_config(cls, config: dict) -> "Layer":
+        """Build from a Keras ``layer.get_config()``, refusing any option we do not reproduce."""
+        name = config.get("name", cls.__name__.lower())
+        policy = dtype_policy_name(config.get("dtype"))
+        if policy not in (None, "float32", "int32", "int64"):
+            raise UnsupportedLayerError(name, cls.__name__, f"dtype policy {policy!r} (only float32)")
+        kwargs = {}
+        for key, value in config.items():
+            if key in IGNORED_KEYS:
+                continue
+            if key not in cls.options:
+                if cls._harmless_default(key, value):
+                    continue
+                raise UnsupportedLayerError(name, cls.__name__, f"option `{key}`={value!r}")
+            allowed = cls.options[key]
+            if allowed is not None and value not in allowed:
+                raise UnsupportedLayerError(name, cls.__name__, f"`{key}`={value!r} (supported: {allowed})")
+            kwargs[key] = value
+        return cls(name=name, **cls._adapt_keras_kwargs(kwargs))
+
+    @staticmethod
+    def _harmless_default(key: str, value) -> bool:
+        """Options that are fine at their default value (e.g. ``lora_rank=None``)."""
+        return value in (None, False, 0, 1, (1, 1), [1, 1], "channels_last", 0.0)
+
+    @classmethod
+    def _adapt_keras_kwargs(cls, kwargs: dict) -> dict:
+        return kwargs
+
+    def get_config(self) -> dict:
+        """JSON-serialisable constructor arguments (``type(self)(**get_config())`` rebuilds the layer)."""
+        return {"name": self.name}
+
+    # -- weights -------------------------------------------------------------------------------
+    def build(self, input_shape: Shape) -> Shape:
+        """Create zero weights of the right shapes for ``input_shape``; return the output shape."""
+        self.input_shape = input_shape
+        shapes = self.weight_shapes(input_shape)
+        self.weights = {k: np.zeros(s, np.float32) for k, s in shapes.items()}
+        self.output_shape = self.compute_output_shape(input_shape)
+        self.built = True
+        return self.output_shape
+
+    def weight_shapes(self, input_shape: Shape) -> dict[str, tuple]:
+        return {}
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return input_shape
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [w.copy() for w in self.weights.values()]
+
+    def set_weights(self, weights: list) -> None:
+        if len(weights) != len(self.weights):
+            raise ValueError(f"Layer {self.name!r} expected {len(self.weights)} weight arrays "
+                             f"({list(self.weights)}), received {len(weights)}")
+        for (key, old), new in zip(self.weights.items(), weights):
+            new = np.asarray(new)
+            if new.shape != old.shape:
+                raise ValueError(f"Layer {self.name!r} weight `{key}`: expected shape {old.shape}, "
+                                 f"received {new.shape}")
+            self.weights[key] = np.ascontiguousarray(new, dtype=np.float32)
+
+    def count_params(self) -> int:
+        return int(sum(w.size for w in self.weights.values()))
+
+    # -- computation ---------------------------------------------------------------------------
+    def forward(self, x, mask=None, training: bool = False):
+        raise NotImplementedError
+
+    def compute_mask(self, x, mask):
+        return mask if self.supports_masking else None
+
+    def __call__(self, x, mask=None, training: bool = False):
+        return self.forward(x, mask=mask, training=training)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

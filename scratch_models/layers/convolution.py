@@ -1,0 +1,100 @@
+"""Conv2D: cross-correlation over channels-last images, as Keras."""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .. import activations
+from .base import Layer, check_choice, check_positive_int, pair
+
+#: Upper bound on the im2col buffer of one chunk of the batch (elements, float32): keeps it in cache-ish memory.
+IM2COL_CHUNK_ELEMENTS = 1 << 22
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Keras/TensorFlow 'same' padding along one axis: the extra cell goes after (bottom/right)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
+    return -(-size // stride) if padding == "same" else (size - kernel) // stride + 1
+
+
+def pad_images(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], padding: str,
+               value: float = 0.0) -> np.ndarray:
+    """Pad (N, H, W, C) for a 'same' window; 'valid' returns ``x`` unchanged."""
+    if padding == "valid":
+        return x
+    (pt, pb), (pl, pr) = (same_padding(x.shape[1], kernel[0], strides[0]),
+                          same_padding(x.shape[2], kernel[1], strides[1]))
+    if pt == pb == pl == pr == 0:
+        return x
+    return np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=value)
+
+
+def windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int]) -> np.ndarray:
+    """A strided view (N, Ho, Wo, C, kh, kw) of every window of an already padded (N, H, W, C)."""
+    return sliding_window_view(x, kernel, axis=(1, 2))[:, ::strides[0], ::strides[1]]
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, channels last). x: (N, H, W, C) -> (N, Ho, Wo, filters).
+
+    Weights: ``kernel`` (kh, kw, C, filters), ``bias`` (filters,). Computed as im2col + one matrix
+    product per chunk of the batch, so any kernel size (even, large) and any stride work alike.
+    """
+
+    options = {"filters": None, "kernel_size": None, "strides": None, "padding": ("valid", "same"),
+               "activation": None, "use_bias": None, "data_format": (None, "channels_last"),
+               "dilation_rate": (1, (1, 1), [1, 1]), "groups": (1,)}
+
+    def __init__(self, filters: int, kernel_size, strides=(1, 1), padding: str = "valid",
+                 activation=None, use_bias: bool = True, name: str | None = None, **_ignored):
+        super().__init__(name)
+        self.filters = check_positive_int(filters, "filters")
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.strides = pair(strides, "strides")
+        self.padding = check_choice(padding, "padding", ("valid", "same"))
+        self.activation = activations.activation_name(activation)
+        self.act = activations.get(self.activation)
+        self.use_bias = bool(use_bias)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": self.padding,
+                "activation": self.activation, "use_bias": self.use_bias}
+
+    def weight_shapes(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"Conv2D {self.name!r} expected input of shape (N, H, W, C), received {input_shape}")
+        shapes = {"kernel": (*self.kernel_size, input_shape[-1], self.filters)}
+        if self.use_bias:
+            shapes["bias"] = (self.filters,)
+        return shapes
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        return (n, output_size(h, kh, sh, self.padding), output_size(w, kw, sw, self.padding), self.filters)
+
+    def forward(self, x, mask=None, training=False):
+        kh, kw = self.kernel_size
+        kernel = self.weights["kernel"]
+        k2d = kernel.reshape(kh * kw * kernel.shape[2], self.filters)  # rows ordered (i, j, c)
+        xp = pad_images(x, self.kernel_size, self.strides, self.padding)
+        n = len(x)
+        _, ho, wo, _ = self.compute_output_shape((n, *x.shape[1:]))
+        if ho <= 0 or wo <= 0:
+            raise ValueError(f"Conv2D {self.name!r}: input {x.shape[1:3]} is smaller than the kernel {self.kernel_size}")
+        out = np.empty((n, ho, wo, self.filters), np.float32)
+        per_item = ho * wo * k2d.shape[0]
+        step = max(1, IM2COL_CHUNK_ELEMENTS // per_item)
+        for start in range(0, n, step):  # chunks of the batch, not items: bounded memory
+            win = windows(xp[start:start + step], self.kernel_size, self.strides)  # (n, ho, wo, C, kh, kw)
+            cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k2d.shape[0])
+            out[start:start + step] = (cols @ k2d).reshape(-1, ho, wo, self.filters)
+        if self.use_bias:
+            out += self.weights["bias"]
+        return self.act(out)

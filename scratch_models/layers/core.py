@@ -1,0 +1,120 @@
+"""Input, Dense, Activation (and the ReLU/LeakyReLU/Softmax layers), Flatten."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import activations
+from .base import Layer, check_positive_int
+
+
+class InputLayer(Layer):
+    """Marks a model input: its shape (batch first, unknown) and dtype. ``forward`` is the identity."""
+
+    options = {"batch_shape": None, "dtype": None}
+
+    def __init__(self, shape=None, dtype: str = "float32", name: str | None = None):
+        super().__init__(name)
+        self.shape = None if shape is None else tuple(shape)
+        self.dtype = dtype
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    def forward(self, x, mask=None, training=False):
+        return x
+
+
+class Dense(Layer):
+    """``out = act(x @ kernel + bias)`` on the last axis. x: (N, ..., D) -> (N, ..., units).
+
+    Weights: ``kernel`` (D, units), ``bias`` (units,).
+    """
+
+    supports_masking = True
+    options = {"units": None, "activation": None, "use_bias": None}
+
+    def __init__(self, units: int, activation=None, use_bias: bool = True, name: str | None = None):
+        super().__init__(name)
+        self.units = check_positive_int(units, "units")
+        self.activation = activations.activation_name(activation)
+        self.act = activations.get(self.activation)
+        self.use_bias = bool(use_bias)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias}
+
+    def weight_shapes(self, input_shape):
+        shapes = {"kernel": (input_shape[-1], self.units)}
+        if self.use_bias:
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def forward(self, x, mask=None, training=False):
+        z = x @ self.weights["kernel"]
+        if self.use_bias:
+            z += self.weights["bias"]
+        return self.act(z)
+
+
+class Activation(Layer):
+    """Applies a Keras activation by name."""
+
+    supports_masking = True
+    options = {"activation": None}
+
+    def __init__(self, activation, name: str | None = None):
+        super().__init__(name)
+        self.activation = activations.activation_name(activation)
+        self.act = activations.get(self.activation)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "activation": self.activation}
+
+    def forward(self, x, mask=None, training=False):
+        return self.act(x)
+
+
+class ReLU(Layer):
+    """Keras' ``ReLU`` layer with its defaults only (no ``max_value``, slope or threshold)."""
+
+    supports_masking = True
+    options = {"max_value": (None,), "negative_slope": (0, 0.0), "threshold": (0, 0.0)}
+
+    def forward(self, x, mask=None, training=False):
+        return activations.relu(x)
+
+
+class LeakyReLU(Layer):
+    supports_masking = True
+    options = {"negative_slope": None, "alpha": None}
+
+    def __init__(self, negative_slope: float = 0.3, alpha: float | None = None, name: str | None = None):
+        super().__init__(name)
+        self.negative_slope = float(alpha if alpha is not None else negative_slope)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "negative_slope": self.negative_slope}
+
+    def forward(self, x, mask=None, training=False):
+        return activations.leaky_relu(x, self.negative_slope)
+
+
+class Softmax(Layer):
+    supports_masking = True
+    options = {"axis": (-1, [-1])}
+
+    def forward(self, x, mask=None, training=False):
+        return activations.softmax(x)
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1*d2*...), in row-major (channels-last) order as Keras."""
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], int(np.prod(input_shape[1:])))
+
+    def forward(self, x, mask=None, training=False):
+        return x.reshape(len(x), -1)

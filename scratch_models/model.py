@@ -1,0 +1,266 @@
+"""Model: a DAG of layer calls (a Sequential is the chain special case), run in topological order.
+
+Tensors are named as Keras names them in a functional config: ``(layer_name, node_index,
+tensor_index)``. A node is one call of a layer (or of a ``keras.ops`` op) on argument tensors, with an
+optional explicit ``mask=`` tensor; otherwise the mask that the first input carries is passed, as
+Keras does, and the layer's ``compute_mask`` gives the mask its output carries.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .layers import InputLayer, Layer, deserialize_layer, serialize_layer
+from .ops import Op
+
+TensorRef = tuple  # (layer_name, node_index, tensor_index)
+DEFAULT_BATCH_SIZE = 256
+
+
+def is_ref(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 3 and isinstance(value[0], str)
+
+
+@dataclass
+class Node:
+    """One call of ``layer`` on ``args`` (tensor refs, lists of refs, or constants)."""
+    layer: str
+    index: int
+    args: list
+    mask: TensorRef | None = None
+
+    @property
+    def output(self) -> TensorRef:
+        return (self.layer, self.index, 0)
+
+    def to_json(self) -> dict:
+        return {"layer": self.layer, "index": self.index, "args": _jsonable(self.args),
+                "mask": None if self.mask is None else list(self.mask)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Node":
+        return cls(d["layer"], d["index"], _refs(d["args"]), None if d["mask"] is None else tuple(d["mask"]))
+
+
+def _jsonable(v):
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _refs(v):
+    if is_ref(v):
+        return tuple(v)
+    if isinstance(v, list):
+        return [_refs(x) for x in v]
+    return v
+
+
+@dataclass
+class Model:
+    """Inputs, layers (in Keras' weight order), nodes (topologically sorted) and outputs."""
+    inputs: list[InputLayer]
+    layers: dict[str, Layer | Op]
+    nodes: list[Node]
+    outputs: list[TensorRef]
+    name: str = "model"
+    vectorizer: Any = None  # TextVectorizer for text models
+    built: bool = field(default=False, init=False)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def sequential(cls, input_layer: InputLayer, layers: list[Layer], name: str = "sequential") -> "Model":
+        nodes, prev = [], (input_layer.name, 0, 0)
+        for layer in layers:
+            nodes.append(Node(layer.name, 0, [prev]))
+            prev = (layer.name, 0, 0)
+        model = cls([input_layer], {l.name: l for l in layers}, nodes, [prev], name)
+        model.build()
+        return model
+
+    def build(self) -> "Model":
+        """Propagate shapes from the inputs, creating every layer's weights with Keras' shapes."""
+        shapes = {(i.name, 0, 0): (None, *i.shape[1:]) for i in self.inputs}
+        order = self._topological_order()
+        for node in order:
+            layer = self.layers[node.layer]
+            in_shape = self._resolve(node.args[0], shapes) if node.args else None
+            if isinstance(layer, Op):
+                shapes[node.output] = self._op_shape(node, shapes)
+            elif layer.built and node.index > 0:  # a shared layer called again
+                shapes[node.output] = layer.compute_output_shape(in_shape)
+            else:
+                shapes[node.output] = layer.build(in_shape)
+        self.nodes = order
+        self.shapes = shapes
+        self.built = True
+        return self
+
+    def _op_shape(self, node: Node, shapes: dict):
+        for a in node.args:
+            if is_ref(a):
+                return shapes[tuple(a)]
+        return (None,)
+
+    @staticmethod
+    def _resolve(arg, table):
+        if is_ref(arg):
+            return table[tuple(arg)]
+        if isinstance(arg, list):
+            return [Model._resolve(a, table) for a in arg]
+        return arg
+
+    def _topological_order(self) -> list[Node]:
+        available = {(i.name, 0, 0) for i in self.inputs}
+        pending, order = list(self.nodes), []
+        while pending:
+            progressed = False
+            for node in list(pending):
+                needed = _flat_refs(node.args) + ([node.mask] if node.mask is not None else [])
+                if all(tuple(r) in available for r in needed):
+                    order.append(node)
+                    available.add(node.output)
+                    pending.remove(node)
+                    progressed = True
+            if not progressed:
+                missing = sorted({tuple(r) for n in pending for r in _flat_refs(n.args)} - available)
+                raise ValueError(f"Model graph is not connected: nodes {[n.layer for n in pending]} "
+                                 f"wait for tensors {missing}")
+        return order
+
+    # -- inference ------------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple:
+        return (None, *self.inputs[0].shape[1:])
+
+    @property
+    def input_dtype(self) -> str:
+        return self.inputs[0].dtype
+
+    @property
+    def takes_token_ids(self) -> bool:
+        """True when input 0 feeds an Embedding: the input is token ids whatever its declared dtype."""
+        from .layers import Embedding
+        first = (self.inputs[0].name, 0, 0)
+        return np.dtype(self.input_dtype).kind in "iu" or any(
+            isinstance(self.layers[n.layer], Embedding) and first in _flat_refs(n.args[:1]) for n in self.nodes)
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.shapes[tuple(self.outputs[0])]
+
+    def check_input(self, x) -> np.ndarray:
+        """Validate one batch for input 0: rank, shape, dtype family, finiteness. Returns the cast array."""
+        expected = self.input_shape
+        x = np.asarray(x)
+        if x.dtype == object:
+            raise ValueError(f"Expected a numeric array of shape {expected}, received an object array")
+        if x.ndim != len(expected) or tuple(x.shape[1:]) != tuple(expected[1:]):
+            raise ValueError(f"Expected input of shape {expected} (batch first), received {x.shape}")
+        if self.takes_token_ids:
+            if x.dtype.kind == "f" and np.isfinite(x).all() and (x == np.round(x)).all():
+                x = x.astype(np.int64)  # a float32 Keras input that carries ids, as Keras casts it
+            if x.dtype.kind not in "iu":
+                raise ValueError(f"Expected integer token ids, received dtype {x.dtype}"
+                                 + (" with non-integral or non-finite values" if x.dtype.kind == "f" else ""))
+            return x.astype(np.int64, copy=False)
+        if x.dtype.kind != "f":
+            raise ValueError(f"Expected floating-point input (dtype float32), received dtype {x.dtype}")
+        x = x.astype(np.float32, copy=False)
+        if not np.isfinite(x).all():
+            bad = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"Expected finite values, received {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+        return x
+
+    def __call__(self, x, training: bool = False) -> np.ndarray:
+        """One forward pass over the whole batch (no chunking, no validation): the building block of predict."""
+        values: dict[tuple, Any] = {(self.inputs[0].name, 0, 0): x}
+        masks: dict[tuple, Any] = {(self.inputs[0].name, 0, 0): None}
+        for node in self.nodes:
+            layer = self.layers[node.layer]
+            args = self._resolve(node.args, values)
+            if isinstance(layer, Op):
+                values[node.output] = layer.forward(args)
+                masks[node.output] = None
+                continue
+            x_in = args[0]
+            carried = self._resolve(node.args[0], masks)
+            mask = values[tuple(node.mask)] if node.mask is not None else carried
+            values[node.output] = layer.forward(x_in, mask=mask, training=training)
+            masks[node.output] = layer.compute_mask(x_in, carried)
+        return values[tuple(self.outputs[0])]
+
+    forward = __call__
+
+    def predict(self, x, batch_size: int | None = None) -> np.ndarray:
+        """Class probabilities (N, C) float32, computed ``batch_size`` items at a time (default 256)."""
+        x = self.check_input(x)
+        batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
+        if batch_size <= 0:
+            raise ValueError(f"Expected a positive integer for `batch_size`, received: {batch_size}")
+        if len(x) <= batch_size:
+            return np.asarray(self(x), np.float32)
+        return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).astype(np.float32)
+
+    # -- weights --------------------------------------------------------------------------------
+    def weight_layers(self) -> list[Layer]:
+        return [l for l in self.layers.values() if not isinstance(l, Op) and l.weights]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """All weights in Keras' ``model.get_weights()`` order and shapes."""
+        return [w for layer in self.weight_layers() for w in layer.get_weights()]
+
+    def set_weights(self, weights: list) -> None:
+        expected = sum(len(l.weights) for l in self.weight_layers())
+        if len(weights) != expected:
+            raise ValueError(f"Model {self.name!r} expected {expected} weight arrays, received {len(weights)}")
+        i = 0
+        for layer in self.weight_layers():
+            n = len(layer.weights)
+            layer.set_weights(list(weights[i:i + n]))
+            i += n
+
+    def count_params(self) -> int:
+        return sum(l.count_params() for l in self.layers.values())
+
+    # -- (de)serialisation ----------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {"name": self.name,
+                "inputs": [i.get_config() for i in self.inputs],
+                "layers": [{"class_name": l.class_name, "op": True, "config": l.get_config()} if isinstance(l, Op)
+                           else serialize_layer(l) for l in self.layers.values()],
+                "nodes": [n.to_json() for n in self.nodes],
+                "outputs": [list(o) for o in self.outputs]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Model":
+        inputs = [InputLayer(**c) for c in d["inputs"]]
+        layers: dict[str, Layer | Op] = {}
+        for spec in d["layers"]:
+            layer = Op(spec["class_name"], spec["config"]["name"]) if spec.get("op") else deserialize_layer(spec)
+            layers[layer.name] = layer
+        model = cls(inputs, layers, [Node.from_json(n) for n in d["nodes"]], [tuple(o) for o in d["outputs"]], d["name"])
+        return model.build()
+
+    def summary(self) -> str:
+        rows = [f"Model {self.name!r}: input {self.input_shape} {self.input_dtype}"]
+        for node in self.nodes:
+            layer = self.layers[node.layer]
+            kind = layer.class_name if isinstance(layer, Op) else type(layer).__name__
+            rows.append(f"  {node.layer:<28} {kind:<24} {str(self.shapes[node.output]):<22} {layer.count_params():>9,}")
+        rows.append(f"  total params: {self.count_params():,}")
+        return "\n".join(rows)
+
+
+def _flat_refs(args) -> list:
+    out = []
+    for a in args:
+        if is_ref(a):
+            out.append(tuple(a))
+        elif isinstance(a, list):
+            out.extend(_flat_refs(a))
+    return out
