@@ -1,0 +1,17 @@
+"""``python -m service``: uvicorn on HOST:PORT with JSON logs (settings from the environment)."""
+from __future__ import annotations
+
+import uvicorn
+
+from .log import uvicorn_log_config
+from .settings import get_settings
+
+
+def main() -> None:
+    s = get_settings()
+    uvicorn.run("service.app:app", host=s.host, port=s.port, log_config=uvicorn_log_config(s.log_level),
+                access_log=False, proxy_headers=True)
+
+
+if __name__ == "__main__":
+    main()

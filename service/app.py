@@ -1,0 +1,70 @@
+"""The FastAPI application: ``service.app:app``, or :func:`create_app` with explicit settings (tests)."""
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .errors import install_error_handlers
+from .log import configure_logging
+from .middleware import BodyLimitMiddleware, RequestContextMiddleware
+from .parity import ParityService, TestSplitLoader, load_test_split
+from .registry import ModelRegistry
+from .routes import ROUTERS
+from .settings import Settings
+
+log = logging.getLogger("service.app")
+
+DESCRIPTION = """
+Classifies CIFAR-10 images (`cnn`) and Indonesian NusaX-Sentiment texts (`rnn`, `lstm`), each model served
+by two backends: **keras** (TensorFlow, through a traced `tf.function`) and **scratch** (our NumPy engine),
+which must agree.
+
+* Images: a base64 PNG/JPEG of any size (converted to RGB, resized to 32x32, scaled to [0, 1]) or a
+  32x32x3 nested list in [0, 1].
+* Texts are standardised and truncated/zero-padded to the model's sequence length **exactly as Keras'
+  TextVectorization does**: lowercase, punctuation stripped, split on whitespace, words past the
+  sequence length ignored, unknown words mapped to `[UNK]`.
+* Every error has the shape `{"error": {"status", "code", "message", "field", "index", "reason", "request_id"}}`.
+* Every response carries `X-Request-ID` (yours if you sent one).
+"""
+
+
+def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None,
+               test_split_loader: TestSplitLoader = load_test_split) -> FastAPI:
+    """An app reading ``settings`` (default: the environment). Models load in the lifespan, in a background
+    thread, so that /health answers at once and /ready turns 200 when loading is done; pass an already
+    loaded ``registry`` to skip loading (tests)."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        reg = registry or ModelRegistry(settings.weights_dir)
+        app.state.registry = reg
+        app.state.parity = ParityService(reg, settings.data_dir, loader=test_split_loader)
+        if not reg.loaded:
+            threading.Thread(target=reg.load_all, name="model-loader", daemon=True).start()
+        log.info("service starting", extra={"fields": {"weights_dir": str(settings.weights_dir),
+                                                       "data_dir": str(settings.data_dir) if settings.data_dir else None,
+                                                       "max_batch": settings.max_batch,
+                                                       "max_body_bytes": settings.max_body_bytes,
+                                                       "default_backend": settings.default_backend}})
+        try:
+            yield
+        finally:
+            app.state.parity.shutdown()
+
+    app = FastAPI(title="scratch-serve", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)  # added last = outermost: its log line covers the 413s too
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+app = create_app()

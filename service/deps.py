@@ -1,0 +1,27 @@
+"""Dependencies, declared once as ``Annotated`` aliases (override them in tests with ``app.dependency_overrides``)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .parity import ParityService
+from .registry import ModelRegistry
+from .settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def get_parity(request: Request) -> ParityService:
+    return request.app.state.parity
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+ParityDep = Annotated[ParityService, Depends(get_parity)]

@@ -1,0 +1,4 @@
+"""One APIRouter per file; ``ROUTERS`` is what the app includes."""
+from . import health, models, parity, predict
+
+ROUTERS = [predict.router, parity.router, health.router, models.router]

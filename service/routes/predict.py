@@ -1,0 +1,59 @@
+"""POST /predict/{arch}: class probabilities for a batch of images (cnn) or texts (rnn, lstm)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Body, Path, Query
+from starlette.concurrency import run_in_threadpool
+
+from .. import inputs
+from ..backends.base import Backend
+from ..deps import RegistryDep, SettingsDep
+from ..errors import InvalidInput, item_error
+from ..inference import predict_proba
+from ..schemas import PREDICT_EXAMPLES, BackendName, PredictRequest, PredictResponse, Prediction, error_responses
+from ..settings import Settings
+
+router = APIRouter(tags=["predict"])
+
+
+def network_input(backend: Backend, body: PredictRequest, settings: Settings) -> np.ndarray:
+    """The request's items -> the backend's network input; raises a 4xx naming the bad field and item."""
+    wanted, other = ("images", "texts") if backend.input_spec.kind == "image" else ("texts", "images")
+    if getattr(body, other) is not None:
+        reason = f"the {backend.arch} model takes {wanted!r}, not {other!r}"
+        raise InvalidInput(f"{other}: {reason}", field=other, reason=reason)
+    items = getattr(body, wanted)
+    if items is None:
+        reason = f"field required: the {backend.arch} model takes {wanted!r}"
+        raise InvalidInput(f"{wanted}: {reason}", field=wanted, reason=reason)
+    inputs.check_batch(items, wanted, settings.max_batch)
+    if wanted == "images":
+        return inputs.decode_images(items, settings.max_image_pixels)
+    ids = backend.encode_texts(inputs.check_texts(items))
+    empty = np.flatnonzero(~ids.any(axis=1))
+    if len(empty):
+        raise item_error("texts", int(empty[0]), "no words left after standardisation (lowercase, punctuation "
+                                                 "stripped, split on whitespace); send at least one word")
+    return ids
+
+
+@router.post("/predict/{arch}", response_model=PredictResponse, responses=error_responses(404, 413, 422, 503),
+             summary="Classify images (cnn) or texts (rnn, lstm)")
+async def predict(
+    arch: Annotated[str, Path(description="cnn, rnn or lstm", examples=["cnn"])],
+    body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
+    registry: RegistryDep,
+    settings: SettingsDep,
+    backend: Annotated[BackendName | None, Query(description="Engine to serve with; default DEFAULT_BACKEND "
+                                                             "(scratch).")] = None,
+) -> PredictResponse:
+    served = registry.backend(arch, (backend or BackendName(settings.default_backend)).value)
+    batch = await run_in_threadpool(network_input, served, body, settings)
+    probs = await predict_proba(served, batch)
+    ids = probs.argmax(axis=1)
+    return PredictResponse(
+        arch=arch, backend=served.name, classes=list(served.classes), model_sha256=served.sha256,
+        predictions=[Prediction(label=served.classes[int(i)], class_id=int(i), probabilities=p)
+                     for i, p in zip(ids, probs.astype(float).tolist())])

@@ -1,0 +1,34 @@
+"""The service's settings: one object, read once from environment variables (no prefix)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Each field is read from the environment variable of the same name in
+    upper case (``MAX_BATCH=64``); unknown variables are ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface uvicorn binds to (`python -m service`); 0.0.0.0 in the container.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port uvicorn listens on (`python -m service`).")
+    weights_dir: Path = Field(ROOT / "weights", description="Folder holding `<arch>/{manifest.json, model.keras, architecture.json, weights.npz}`.")
+    data_dir: Path | None = Field(None, description="Data folder for `/parity` (`cifar10/test/...`, `nusax-sentiment/indonesian/test.csv`); unset: `/parity` answers 503.")
+    max_batch: int = Field(256, ge=1, description="Most items in one `/predict` request; more is a 413.")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body in bytes, counted on the bytes received (not on Content-Length); more is a 413.")
+    max_image_pixels: int = Field(4096 * 4096, ge=1024, description="Largest decoded image (width x height) accepted in base64 input; more is a 413 (decompression-bomb guard).")
+    default_backend: Literal["scratch", "keras"] = Field("scratch", description="Backend used when `/predict` has no `backend` query parameter.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = Field("INFO", description="Level of the JSON-lines logs on stderr.")
+    batch_wait_ms: float = Field(2.0, ge=0, description="Reserved for server-side dynamic batching (issue 7): how long a batch waits for more requests. Not used yet.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
