@@ -18,9 +18,12 @@ router = APIRouter(tags=["parity"])
 async def parity(
     parity: ParityDep,
     arch: Annotated[Literal["cnn", "rnn", "lstm"] | None,
-                    Query(description="One arch; omitted: all three (a list).", examples=["rnn"])] = None,
+                    Query(description="One arch; omitted: all three (a list).",
+                          openapi_examples={"rnn": {"summary": "the SimpleRNN", "value": "rnn"},
+                                            "cnn": {"summary": "the CNN", "value": "cnn"}})] = None,
     limit: Annotated[int | None, Query(ge=1, description="Compare the first N test items; omitted: the whole split.",
-                                       examples=[100])] = None,
+                                       openapi_examples={"first 100": {"summary": "the first 100 test items",
+                                                                       "value": 100}})] = None,
 ) -> ParityResult | list[ParityResult]:
     if arch is not None:
         return ParityResult(**await parity.run(arch, limit))

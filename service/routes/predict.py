@@ -42,12 +42,14 @@ def network_input(backend: Backend, body: PredictRequest, settings: Settings) ->
 @router.post("/predict/{arch}", response_model=PredictResponse, responses=error_responses(404, 413, 422, 503),
              summary="Classify images (cnn) or texts (rnn, lstm)")
 async def predict(
-    arch: Annotated[str, Path(description="cnn, rnn or lstm", examples=["cnn"])],
+    arch: Annotated[str, Path(description="cnn, rnn or lstm",
+                                          openapi_examples={a: {"value": a} for a in ("cnn", "rnn", "lstm")})],
     body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
     registry: RegistryDep,
     settings: SettingsDep,
-    backend: Annotated[BackendName | None, Query(description="Engine to serve with; default DEFAULT_BACKEND "
-                                                             "(scratch).")] = None,
+    backend: Annotated[BackendName | None, Query(
+        description="Engine to serve with; default DEFAULT_BACKEND (scratch).",
+        openapi_examples={b: {"value": b} for b in ("scratch", "keras")})] = None,
 ) -> PredictResponse:
     served = registry.backend(arch, (backend or BackendName(settings.default_backend)).value)
     batch = await run_in_threadpool(network_input, served, body, settings)
