@@ -24,7 +24,7 @@ IGNORED_KEYS = frozenset({
     "embeddings_regularizer", "beta_regularizer", "gamma_regularizer",
     "kernel_constraint", "bias_constraint", "recurrent_constraint", "embeddings_constraint",
     "beta_constraint", "gamma_constraint", "unit_forget_bias", "seed", "noise_shape", "unroll",
-    "implementation", "renorm", "synchronized", "input_length", "sparse", "ragged", "optional",
+    "implementation", "renorm_clipping", "renorm_momentum", "synchronized", "input_length", "sparse", "ragged", "optional",
     "quantization_config",
 })
 

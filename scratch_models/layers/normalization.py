@@ -14,10 +14,11 @@ class BatchNormalization(Layer):
     """
 
     supports_masking = True
-    options = {"axis": (-1, [-1], 3, [3]), "momentum": None, "epsilon": None, "center": None, "scale": None}
+    options = {"axis": (-1, [-1], 3, [3]), "momentum": None, "epsilon": None, "center": None, "scale": None,
+               "renorm": (False,)}
 
     def __init__(self, axis=-1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
-                 scale: bool = True, name: str | None = None):
+                 scale: bool = True, name: str | None = None, renorm: bool = False):
         super().__init__(name)
         self.axis = axis[0] if isinstance(axis, (list, tuple)) else axis
         self.momentum, self.epsilon = float(momentum), float(epsilon)
