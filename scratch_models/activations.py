@@ -126,3 +126,12 @@ def derivative(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if name == "leaky_relu":
         return np.where(x > 0, 1, 0.2).astype(x.dtype)
     raise ValueError(f"No element-wise derivative for activation {name!r}")
+
+
+def backward(name: str, dout: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient w.r.t. the activation's input ``x`` given the gradient ``dout`` w.r.t. its output ``y``."""
+    if name == "linear":
+        return dout
+    if name == "softmax":  # Jacobian-vector product on the last axis
+        return y * (dout - (dout * y).sum(axis=-1, keepdims=True))
+    return dout * derivative(name, x, y)

@@ -206,6 +206,25 @@ class Model:
             return np.asarray(self(x), np.float32)
         return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).astype(np.float32)
 
+    # -- training (scratch_models.training) ------------------------------------------------------
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy") -> None:
+        """Set the optimizer (an object or its Keras name) and the loss for ``fit``/``train_step``."""
+        from . import training
+        training.compile(self, optimizer, loss)
+
+    def train_step(self, x, y) -> float:
+        from . import training
+        return training.train_step(self, x, y)
+
+    def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data=None, shuffle: bool = True,
+            seed: int | None = 0, verbose: int = 1):
+        from . import training
+        return training.fit(self, x, y, epochs, batch_size, validation_data, shuffle, seed, verbose)
+
+    def evaluate(self, x, y, batch_size: int = 256) -> tuple[float, float]:
+        from . import training
+        return training.evaluate(self, x, y, batch_size)
+
     # -- weights --------------------------------------------------------------------------------
     def weight_layers(self) -> list[Layer]:
         return [l for l in self.layers.values() if not isinstance(l, Op) and l.weights]

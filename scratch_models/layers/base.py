@@ -7,6 +7,7 @@ time-step mask (``supports_masking``) pass it on through ``compute_mask``.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,6 +52,9 @@ def pair(value, name: str) -> tuple[int, int]:
     return check_positive_int(value[0], name), check_positive_int(value[1], name)
 
 
+Cache = SimpleNamespace  # a small named structure for what forward keeps for backward
+
+
 def dtype_policy_name(dtype) -> str | None:
     if isinstance(dtype, dict):
         cfg = dtype.get("config", {})
@@ -68,6 +72,8 @@ class Layer:
     def __init__(self, name: str | None = None):
         self.name = name or type(self).__name__.lower()
         self.weights: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}  # filled by backward, same keys as weights
+        self.cache = None  # what forward(training=True) keeps for backward
         self.built = False
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
@@ -143,6 +149,10 @@ class Layer:
     # -- computation ---------------------------------------------------------------------------
     def forward(self, x, mask=None, training: bool = False):
         raise NotImplementedError
+
+    def backward(self, dout):
+        """d loss / d input of the last ``forward(..., training=True)``; fills ``self.grads``."""
+        raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
 
     def compute_mask(self, x, mask):
         return mask if self.supports_masking else None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import Cache, Layer
 from .recurrent import _Recurrent
 
 
@@ -69,6 +69,8 @@ class Bidirectional(Layer):
         y_bw = self.backward_layer.forward(x, mask, training)
         if self.return_sequences:
             y_bw = y_bw[:, ::-1]
+        if training:
+            self.cache = Cache(y_fw=y_fw, y_bw=y_bw)
         if self.merge_mode == "concat":
             return np.concatenate([y_fw, y_bw], axis=-1)
         if self.merge_mode == "sum":
@@ -76,6 +78,25 @@ class Bidirectional(Layer):
         if self.merge_mode == "ave":
             return (y_fw + y_bw) / np.float32(2)
         return y_fw * y_bw
+
+    def backward(self, dout):
+        """Split the merged gradient between the two directions and add their input gradients."""
+        c = self.cache
+        if self.merge_mode == "concat":
+            u = self.forward_layer.units
+            d_fw, d_bw = dout[..., :u], dout[..., u:]
+        elif self.merge_mode == "sum":
+            d_fw = d_bw = dout
+        elif self.merge_mode == "ave":
+            d_fw = d_bw = dout / np.float32(2)
+        else:
+            d_fw, d_bw = dout * c.y_bw, dout * c.y_fw
+        if self.return_sequences:
+            d_bw = d_bw[:, ::-1]
+        dx = self.forward_layer.backward(np.ascontiguousarray(d_fw)) + self.backward_layer.backward(np.ascontiguousarray(d_bw))
+        self.grads = {f"forward/{k}": v for k, v in self.forward_layer.grads.items()}
+        self.grads.update({f"backward/{k}": v for k, v in self.backward_layer.grads.items()})
+        return dx
 
     def compute_mask(self, x, mask):
         return mask if self.return_sequences else None

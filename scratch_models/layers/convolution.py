@@ -5,7 +5,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import activations
-from .base import Layer, check_choice, check_positive_int, pair
+from .base import Cache, Layer, check_choice, check_positive_int, pair
 
 #: Upper bound on the im2col buffer of one chunk of the batch (elements, float32): keeps it in cache-ish memory.
 IM2COL_CHUNK_ELEMENTS = 1 << 22
@@ -32,6 +32,24 @@ def pad_images(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int],
     if pt == pb == pl == pr == 0:
         return x
     return np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=value)
+
+
+def same_pads(x_shape: tuple, kernel: tuple[int, int], strides: tuple[int, int], padding: str) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) padding of an (N, H, W, C) input."""
+    if padding == "valid":
+        return 0, 0, 0, 0
+    return (*same_padding(x_shape[1], kernel[0], strides[0]), *same_padding(x_shape[2], kernel[1], strides[1]))
+
+
+def window_offsets(kernel: tuple[int, int], strides: tuple[int, int], out_hw: tuple[int, int]):
+    """For every kernel offset (i, j): its flat index and the strided slices it reads in a padded input.
+
+    Loops over these (kh*kw of them) are how im2col, col2im and the pooling gradients stay vectorized.
+    """
+    (kh, kw), (sh, sw), (ho, wo) = kernel, strides, out_hw
+    for i in range(kh):
+        for j in range(kw):
+            yield i * kw + j, (slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
 
 
 def windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int]) -> np.ndarray:
@@ -97,4 +115,27 @@ class Conv2D(Layer):
             out[start:start + step] = (cols @ k2d).reshape(-1, ho, wo, self.filters)
         if self.use_bias:
             out += self.weights["bias"]
-        return self.act(out)
+        y = self.act(out)
+        if training:
+            self.cache = Cache(x_shape=x.shape, xp=xp, z=out, y=y, out_hw=(ho, wo))
+        return y
+
+    def backward(self, dout, pre_activation: bool = False):
+        """dout: (N, Ho, Wo, filters) -> dx (N, H, W, C); grads of kernel and bias."""
+        c = self.cache
+        dz = dout if pre_activation else activations.backward(self.activation, dout, c.z, c.y)
+        kh, kw = self.kernel_size
+        kernel = self.weights["kernel"]
+        cin = kernel.shape[2]
+        k2d = kernel.reshape(kh * kw * cin, self.filters)
+        d2 = dz.reshape(-1, self.filters)
+        cols = windows(c.xp, self.kernel_size, self.strides).transpose(0, 1, 2, 4, 5, 3).reshape(-1, k2d.shape[0])
+        self.grads = {"kernel": (cols.T @ d2).reshape(kernel.shape)}
+        if self.use_bias:
+            self.grads["bias"] = d2.sum(axis=0)
+        dcols = (d2 @ k2d.T).reshape(*dz.shape[:3], kh * kw, cin)
+        dxp = np.zeros(c.xp.shape, np.float32)
+        for k, region in window_offsets(self.kernel_size, self.strides, c.out_hw):  # col2im
+            dxp[region] += dcols[:, :, :, k]
+        pt, _, pl, _ = same_pads(c.x_shape, self.kernel_size, self.strides, self.padding)
+        return dxp[:, pt:pt + c.x_shape[1], pl:pl + c.x_shape[2]]

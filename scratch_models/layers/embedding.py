@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, check_positive_int
+from .base import Cache, Layer, check_positive_int
 
 
 class Embedding(Layer):
@@ -45,7 +45,17 @@ class Embedding(Layer):
         return ids
 
     def forward(self, x, mask=None, training=False):
-        return self.weights["embeddings"][self.check_ids(x)]
+        ids = self.check_ids(x)
+        if training:
+            self.cache = Cache(ids=ids)
+        return self.weights["embeddings"][ids]
+
+    def backward(self, dout):
+        """Only the rows of the ids used receive gradient (summed over repeats); ids get none."""
+        grad = np.zeros_like(self.weights["embeddings"])
+        np.add.at(grad, self.cache.ids.reshape(-1), dout.reshape(-1, self.output_dim))
+        self.grads = {"embeddings": grad}
+        return None
 
     def compute_mask(self, x, mask):
         return np.asarray(x) != 0 if self.mask_zero else None

@@ -19,7 +19,19 @@ class _Merge(Layer):
         raise NotImplementedError
 
     def forward(self, xs, mask=None, training=False):
-        return self.merge(list(xs))
+        xs = list(xs)
+        out = self.merge(xs)
+        if training:
+            self.cache = (xs, out)
+        return out
+
+    def backward(self, dout):
+        """A list with the gradient of each input."""
+        xs, out = self.cache
+        return self.split_gradient(dout, xs, out)
+
+    def split_gradient(self, dout, xs, out) -> list:
+        raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
 
     def compute_mask(self, xs, masks):
         masks = [m for m in (masks or []) if m is not None]
@@ -30,6 +42,9 @@ class Add(_Merge):
     def merge(self, xs):
         return functools.reduce(np.add, xs)
 
+    def split_gradient(self, dout, xs, out):
+        return [dout for _ in xs]
+
 
 class Subtract(_Merge):
     def merge(self, xs):
@@ -37,15 +52,24 @@ class Subtract(_Merge):
             raise ValueError(f"Subtract {self.name!r} expected exactly 2 inputs, received {len(xs)}")
         return xs[0] - xs[1]
 
+    def split_gradient(self, dout, xs, out):
+        return [dout, -dout]
+
 
 class Multiply(_Merge):
     def merge(self, xs):
         return functools.reduce(np.multiply, xs)
 
+    def split_gradient(self, dout, xs, out):
+        return [dout * functools.reduce(np.multiply, xs[:i] + xs[i + 1:], np.float32(1)) for i in range(len(xs))]
+
 
 class Average(_Merge):
     def merge(self, xs):
         return functools.reduce(np.add, xs) / np.float32(len(xs))
+
+    def split_gradient(self, dout, xs, out):
+        return [dout / np.float32(len(xs)) for _ in xs]
 
 
 class Maximum(_Merge):
@@ -75,6 +99,10 @@ class Concatenate(_Merge):
 
     def merge(self, xs):
         return np.concatenate(xs, axis=self.axis)
+
+    def split_gradient(self, dout, xs, out):
+        bounds = np.cumsum([x.shape[self.axis] for x in xs])[:-1]
+        return np.split(dout, bounds, axis=self.axis)
 
     def compute_mask(self, xs, masks):
         if masks and any(m is not None for m in masks):

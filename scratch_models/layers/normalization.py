@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import Cache, Layer
 
 
 class BatchNormalization(Layer):
@@ -42,13 +42,35 @@ class BatchNormalization(Layer):
         return shapes
 
     def forward(self, x, mask=None, training=False):
-        if training:
-            raise NotImplementedError("BatchNormalization in training mode comes with the backward pass")
+        axes = tuple(range(x.ndim - 1))
+        if training:  # batch statistics; the moving ones move towards them (biased variance, as Keras)
+            mean = x.mean(axis=axes)
+            var = np.square(x - mean).mean(axis=axes)
+            m = np.float32(self.momentum)
+            self.weights["moving_mean"] = self.weights["moving_mean"] * m + mean * (1 - m)
+            self.weights["moving_variance"] = self.weights["moving_variance"] * m + var * (1 - m)
+        else:
+            mean, var = self.weights["moving_mean"], self.weights["moving_variance"]
         # Same order of operations as Keras: (x - mean) * (gamma / sqrt(var + eps)) + beta.
-        inv = 1.0 / np.sqrt(self.weights["moving_variance"] + np.float32(self.epsilon))
-        if self.scale:
-            inv = inv * self.weights["gamma"]
-        out = (x - self.weights["moving_mean"]) * inv
+        inv = 1.0 / np.sqrt(var + np.float32(self.epsilon))
+        x_hat_scale = inv * self.weights["gamma"] if self.scale else inv
+        out = (x - mean) * x_hat_scale
         if self.center:
             out = out + self.weights["beta"]
+        if training:
+            self.cache = Cache(x_hat=(x - mean) * inv, inv=inv, axes=axes)
         return out.astype(np.float32, copy=False)
+
+    def backward(self, dout):
+        """Through the batch statistics: dx = inv/n * (n*dx̂ - Σdx̂ - x̂ Σ(dx̂ x̂))."""
+        c = self.cache
+        self.grads = {}
+        dx_hat = dout * self.weights["gamma"] if self.scale else dout
+        if self.scale:
+            self.grads["gamma"] = (dout * c.x_hat).sum(axis=c.axes)
+        if self.center:
+            self.grads["beta"] = dout.sum(axis=c.axes)
+        self.grads["moving_mean"] = np.zeros_like(self.weights["moving_mean"])
+        self.grads["moving_variance"] = np.zeros_like(self.weights["moving_variance"])
+        n = np.float32(np.prod([dout.shape[a] for a in c.axes]))
+        return (c.inv / n) * (n * dx_hat - dx_hat.sum(axis=c.axes) - c.x_hat * (dx_hat * c.x_hat).sum(axis=c.axes))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer, check_choice, pair
-from .convolution import output_size, pad_images, windows
+from .base import Cache, Layer, check_choice, pair
+from .convolution import output_size, pad_images, same_pads, window_offsets, windows
 
 
 class _Pooling2D(Layer):
@@ -35,29 +35,59 @@ class _Pooling2D(Layer):
         return None
 
 
+    def _scatter(self, x_shape, dwin: "callable", out_hw) -> np.ndarray:
+        """col2im for pooling: add ``dwin(k)`` (N, Ho, Wo, C) of every window offset k into dx."""
+        pt, pb, pl, pr = same_pads(x_shape, self.pool_size, self.strides, self.padding)
+        n, h, w, c = x_shape
+        dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), np.float32)
+        for k, region in window_offsets(self.pool_size, self.strides, out_hw):
+            dxp[region] += dwin(k)
+        return dxp[:, pt:pt + h, pl:pl + w]
+
+
 class MaxPooling2D(_Pooling2D):
-    """Maximum over each window. x: (N, H, W, C) -> (N, Ho, Wo, C); 'same' pads with -inf."""
+    """Maximum over each window. x: (N, H, W, C) -> (N, Ho, Wo, C); 'same' pads with -inf.
+
+    The gradient goes to the first maximum of each window in row-major order, as TensorFlow's.
+    """
 
     def forward(self, x, mask=None, training=False):
         tiles = self._tiles(x)
-        if tiles is not None:
+        if tiles is not None and not training:
             return tiles.max(axis=(2, 4))
         xp = pad_images(x, self.pool_size, self.strides, self.padding, value=-np.inf)
-        return windows(xp, self.pool_size, self.strides).max(axis=(-2, -1))
+        win = windows(xp, self.pool_size, self.strides)  # (N, Ho, Wo, C, ph, pw)
+        out = win.max(axis=(-2, -1))
+        if training:
+            argmax = win.reshape(*win.shape[:4], -1).argmax(axis=-1)
+            self.cache = Cache(x_shape=x.shape, argmax=argmax)
+        return out
+
+    def backward(self, dout):
+        c = self.cache
+        return self._scatter(c.x_shape, lambda k: dout * (c.argmax == k), dout.shape[1:3])
 
 
 class AveragePooling2D(_Pooling2D):
     """Mean over each window; a 'same'-padded window divides by its number of real cells, as Keras."""
 
+    def _counts(self, x_shape) -> np.ndarray:
+        ones = pad_images(np.ones((1, *x_shape[1:3], 1), np.float32), self.pool_size, self.strides, self.padding)
+        return windows(ones, self.pool_size, self.strides).sum(axis=(-2, -1))  # (1, Ho, Wo, 1)
+
     def forward(self, x, mask=None, training=False):
+        if training:
+            self.cache = Cache(x_shape=x.shape)
         tiles = self._tiles(x)
         if tiles is not None:
             return tiles.mean(axis=(2, 4), dtype=np.float32)
         xp = pad_images(x, self.pool_size, self.strides, self.padding)
         sums = windows(xp, self.pool_size, self.strides).sum(axis=(-2, -1), dtype=np.float32)
-        ones = pad_images(np.ones((1, *x.shape[1:3], 1), np.float32), self.pool_size, self.strides, self.padding)
-        counts = windows(ones, self.pool_size, self.strides).sum(axis=(-2, -1))
-        return sums / counts
+        return sums / self._counts(x.shape)
+
+    def backward(self, dout):
+        share = dout / self._counts(self.cache.x_shape)
+        return self._scatter(self.cache.x_shape, lambda k: share, dout.shape[1:3])
 
 
 class _GlobalPooling(Layer):
@@ -82,7 +112,12 @@ class GlobalMaxPooling2D(_GlobalPooling):
     axes = (1, 2)
 
     def forward(self, x, mask=None, training=False):
+        if training:
+            self.cache = Cache(x=x)
         return x.max(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, dout):
+        return _max_backward(self.cache.x, dout, self.axes, self.keepdims)
 
 
 class GlobalAveragePooling2D(_GlobalPooling):
@@ -90,7 +125,14 @@ class GlobalAveragePooling2D(_GlobalPooling):
     axes = (1, 2)
 
     def forward(self, x, mask=None, training=False):
+        if training:
+            self.cache = Cache(x_shape=x.shape)
         return x.mean(axis=self.axes, keepdims=self.keepdims, dtype=np.float32)
+
+    def backward(self, dout):
+        shape = self.cache.x_shape
+        d = dout if self.keepdims else np.expand_dims(dout, self.axes)
+        return np.broadcast_to(d / np.float32(shape[1] * shape[2]), shape).astype(np.float32)
 
 
 class GlobalMaxPooling1D(_GlobalPooling):
@@ -98,7 +140,12 @@ class GlobalMaxPooling1D(_GlobalPooling):
     axes = (1,)
 
     def forward(self, x, mask=None, training=False):
+        if training:
+            self.cache = Cache(x=x)
         return x.max(axis=1, keepdims=self.keepdims)
+
+    def backward(self, dout):
+        return _max_backward(self.cache.x, dout, self.axes, self.keepdims)
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
@@ -107,10 +154,24 @@ class GlobalAveragePooling1D(_GlobalPooling):
     supports_masking = True
 
     def forward(self, x, mask=None, training=False):
+        m = np.ones((*x.shape[:2], 1), np.float32) if mask is None else mask.astype(np.float32)[:, :, None]
+        if training:
+            self.cache = Cache(m=m)
         if mask is None:
             return x.mean(axis=1, keepdims=self.keepdims, dtype=np.float32)
-        m = mask.astype(np.float32)[:, :, None]
         return (x * m).sum(axis=1, keepdims=self.keepdims) / m.sum(axis=1, keepdims=self.keepdims)
+
+    def backward(self, dout):
+        m = self.cache.m  # (N, T, 1)
+        d = dout if self.keepdims else dout[:, None, :]
+        return (d * m / m.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def compute_mask(self, x, mask):
         return None
+
+
+def _max_backward(x: np.ndarray, dout: np.ndarray, axes: tuple, keepdims: bool) -> np.ndarray:
+    """Gradient of a reduce-max: shared equally by tied maxima, as TensorFlow's."""
+    d = dout if keepdims else np.expand_dims(dout, axes)
+    is_max = (x == x.max(axis=axes, keepdims=True)).astype(np.float32)
+    return d * is_max / is_max.sum(axis=axes, keepdims=True)

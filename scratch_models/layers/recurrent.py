@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations
-from .base import Layer, check_positive_int
+from .base import Cache, Layer, check_positive_int
 
 RNN_OPTIONS = {"units": None, "activation": None, "use_bias": None, "return_sequences": None,
                "go_backwards": None, "return_state": (False,), "stateful": (False,),
@@ -61,8 +61,14 @@ class _Recurrent(Layer):
     def initial_state(self, n: int) -> tuple[np.ndarray, ...]:
         return (np.zeros((n, self.units), np.float32),)
 
-    def step(self, xw_t: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
-        """One time step: projected input (N, gates*units) and state -> (output (N, units), new state)."""
+    def step(self, xw_t: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple, object]:
+        """One time step: projected input (N, gates*units) and state -> (output (N, units), new state,
+        what backward needs of this step)."""
+        raise NotImplementedError
+
+    def step_backward(self, dh: np.ndarray, dstate: tuple, saved, state: tuple) -> tuple[np.ndarray, tuple]:
+        """Gradients w.r.t. this step's new output ``dh`` and new state -> (d xw_t, d previous state),
+        accumulating ``grads["recurrent_kernel"]``."""
         raise NotImplementedError
 
     def forward(self, x, mask=None, training=False):
@@ -77,23 +83,54 @@ class _Recurrent(Layer):
         state = self.initial_state(n)
         output = np.zeros((n, self.units), np.float32)
         outputs = np.empty((n, t, self.units), np.float32) if self.return_sequences else None
+        states, saved_steps = [state], []
         for i in range(t):
-            new_output, new_state = self.step(xw[:, i], state)
+            new_output, new_state, saved = self.step(xw[:, i], state)
             if mask is None:
                 output, state = new_output, new_state
                 step_output = output
             else:
                 keep = mask[:, i, None]
                 state = tuple(np.where(keep, new, old) for new, old in zip(new_state, state))
-                if self.zero_output_for_mask:
-                    step_output = np.where(keep, new_output, 0).astype(np.float32)
-                    output = np.where(keep, new_output, output)
-                else:
-                    output = np.where(keep, new_output, output)
-                    step_output = output
+                output = np.where(keep, new_output, output)
+                step_output = np.where(keep, new_output, 0).astype(np.float32) if self.zero_output_for_mask else output
             if outputs is not None:
                 outputs[:, i] = step_output
+            if training:
+                states.append(state)
+                saved_steps.append(saved)
+        if training:
+            self.cache = Cache(x=x, mask=mask, states=states, saved=saved_steps)
         return outputs if self.return_sequences else output
+
+    def backward(self, dout):
+        """Backpropagation through time. dout: (N, T, units) or (N, units) -> dx (N, T, D)."""
+        c = self.cache
+        n, t, _ = c.x.shape
+        self.grads = {"kernel": None, "recurrent_kernel": np.zeros_like(self.weights["recurrent_kernel"])}
+        dxw = np.empty((n, t, self.gates * self.units), np.float32)
+        dstate = tuple(np.zeros_like(s) for s in c.states[0])
+        for i in reversed(range(t)):
+            d_out = dout[:, i] if self.return_sequences else (dout if i == t - 1 else 0)
+            keep = None if c.mask is None else c.mask[:, i, None]
+            # The output at step i is the new state h (or zeros at a masked step with zero_output_for_mask).
+            if keep is None:
+                dh_new, dstate_new, dcarry = dstate[0] + d_out, dstate[1:], None
+            else:
+                d_h_total = dstate[0] + (0 if self.zero_output_for_mask else d_out)
+                dh_new = keep * (d_h_total + (d_out if self.zero_output_for_mask else 0))
+                dstate_new = tuple(keep * d for d in dstate[1:])
+                dcarry = tuple((~keep) * d for d in (d_h_total, *dstate[1:]))
+            dxw[:, i], dprev = self.step_backward(dh_new, dstate_new, c.saved[i], c.states[i])
+            dstate = dprev if dcarry is None else tuple(a + b for a, b in zip(dprev, dcarry))
+        flat_x = c.x.reshape(-1, c.x.shape[-1])
+        flat_d = dxw.reshape(-1, dxw.shape[-1])
+        self.grads["kernel"] = flat_x.T @ flat_d
+        if self.use_bias:
+            self.grads["bias"] = flat_d.sum(axis=0)
+        self.grads = {k: self.grads[k] for k in self.weights}  # Keras' order
+        dx = dxw @ self.weights["kernel"].T
+        return dx[:, ::-1] if self.go_backwards else dx
 
 
 class SimpleRNN(_Recurrent):
@@ -105,8 +142,15 @@ class SimpleRNN(_Recurrent):
     gates = 1
 
     def step(self, xw_t, state):
-        h = self.act(xw_t + state[0] @ self.weights["recurrent_kernel"])
-        return h, (h,)
+        z = xw_t + state[0] @ self.weights["recurrent_kernel"]
+        h = self.act(z)
+        return h, (h,), (z, h)
+
+    def step_backward(self, dh, dstate, saved, state):
+        z, h = saved
+        dz = activations.backward(self.activation, dh, z, h)
+        self.grads["recurrent_kernel"] += state[0].T @ dz
+        return dz, (dz @ self.weights["recurrent_kernel"].T,)
 
 
 class LSTM(_Recurrent):
@@ -132,12 +176,24 @@ class LSTM(_Recurrent):
         return (np.zeros((n, self.units), np.float32), np.zeros((n, self.units), np.float32))
 
     def step(self, xw_t, state):
-        h, c = state
+        h, c_prev = state
         u = self.units
         z = xw_t + h @ self.weights["recurrent_kernel"]
         i = self.rec_act(z[:, :u])
         f = self.rec_act(z[:, u:2 * u])
-        c = f * c + i * self.act(z[:, 2 * u:3 * u])
+        g = self.act(z[:, 2 * u:3 * u])
+        c = f * c_prev + i * g
         o = self.rec_act(z[:, 3 * u:])
-        h = o * self.act(c)
-        return h, (h, c)
+        act_c = self.act(c)
+        h = o * act_c
+        return h, (h, c), Cache(z=z, i=i, f=f, g=g, o=o, c=c, act_c=act_c)
+
+    def step_backward(self, dh, dstate, saved, state):
+        s, (h_prev, c_prev), u = saved, state, self.units
+        dc = dstate[0] + activations.backward(self.activation, dh * s.o, s.c, s.act_c)
+        rec = lambda d, k, y: activations.backward(self.recurrent_activation, d, s.z[:, k * u:(k + 1) * u], y)
+        dz = np.concatenate([rec(dc * s.g, 0, s.i), rec(dc * c_prev, 1, s.f),
+                             activations.backward(self.activation, dc * s.i, s.z[:, 2 * u:3 * u], s.g),
+                             rec(dh * s.act_c, 3, s.o)], axis=1)
+        self.grads["recurrent_kernel"] += h_prev.T @ dz
+        return dz, (dz @ self.weights["recurrent_kernel"].T, dc * s.f)
