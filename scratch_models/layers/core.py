@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations
-from .base import Layer, check_positive_int
+from .base import Cache, Layer, check_positive_int
 
 
 class InputLayer(Layer):
@@ -22,6 +22,9 @@ class InputLayer(Layer):
 
     def forward(self, x, mask=None, training=False):
         return x
+
+    def backward(self, dout):
+        return dout
 
 
 class Dense(Layer):
@@ -56,7 +59,20 @@ class Dense(Layer):
         z = x @ self.weights["kernel"]
         if self.use_bias:
             z += self.weights["bias"]
-        return self.act(z)
+        y = self.act(z)
+        if training:
+            self.cache = Cache(x=x, z=z, y=y)
+        return y
+
+    def backward(self, dout, pre_activation: bool = False):
+        """dout: (N, ..., units) w.r.t. the output (or w.r.t. ``z`` when ``pre_activation``) -> dx (N, ..., D)."""
+        c = self.cache
+        dz = dout if pre_activation else activations.backward(self.activation, dout, c.z, c.y)
+        d2 = dz.reshape(-1, self.units)
+        self.grads = {"kernel": c.x.reshape(-1, c.x.shape[-1]).T @ d2}
+        if self.use_bias:
+            self.grads["bias"] = d2.sum(axis=0)
+        return dz @ self.weights["kernel"].T
 
 
 class Activation(Layer):
@@ -74,7 +90,13 @@ class Activation(Layer):
         return {"name": self.name, "activation": self.activation}
 
     def forward(self, x, mask=None, training=False):
-        return self.act(x)
+        y = self.act(x)
+        if training:
+            self.cache = Cache(x=x, y=y)
+        return y
+
+    def backward(self, dout, pre_activation: bool = False):
+        return dout if pre_activation else activations.backward(self.activation, dout, self.cache.x, self.cache.y)
 
 
 class ReLU(Layer):
@@ -83,8 +105,19 @@ class ReLU(Layer):
     supports_masking = True
     options = {"max_value": (None,), "negative_slope": (0, 0.0), "threshold": (0, 0.0)}
 
+    def __init__(self, max_value=None, negative_slope: float = 0.0, threshold: float = 0.0, name: str | None = None):
+        super().__init__(name)
+        if max_value is not None or negative_slope != 0 or threshold != 0:
+            raise ValueError("ReLU supports its defaults only (max_value=None, negative_slope=0, threshold=0), "
+                             f"received: {max_value!r}, {negative_slope!r}, {threshold!r}")
+
     def forward(self, x, mask=None, training=False):
+        if training:
+            self.cache = Cache(x=x)
         return activations.relu(x)
+
+    def backward(self, dout):
+        return dout * (self.cache.x > 0)
 
 
 class LeakyReLU(Layer):
@@ -99,15 +132,31 @@ class LeakyReLU(Layer):
         return {"name": self.name, "negative_slope": self.negative_slope}
 
     def forward(self, x, mask=None, training=False):
+        if training:
+            self.cache = Cache(x=x)
         return activations.leaky_relu(x, self.negative_slope)
+
+    def backward(self, dout):
+        return np.where(self.cache.x > 0, dout, dout * np.float32(self.negative_slope))
 
 
 class Softmax(Layer):
     supports_masking = True
     options = {"axis": (-1, [-1])}
 
+    def __init__(self, axis=-1, name: str | None = None):
+        super().__init__(name)
+        if axis not in (-1, [-1]):
+            raise ValueError(f"Softmax supports the last axis only, received: axis={axis!r}")
+
     def forward(self, x, mask=None, training=False):
-        return activations.softmax(x)
+        y = activations.softmax(x)
+        if training:
+            self.cache = Cache(x=x, y=y)
+        return y
+
+    def backward(self, dout, pre_activation: bool = False):
+        return dout if pre_activation else activations.backward("softmax", dout, self.cache.x, self.cache.y)
 
 
 class Flatten(Layer):
@@ -117,4 +166,9 @@ class Flatten(Layer):
         return (input_shape[0], int(np.prod(input_shape[1:])))
 
     def forward(self, x, mask=None, training=False):
+        if training:
+            self.cache = Cache(shape=x.shape)
         return x.reshape(len(x), -1)
+
+    def backward(self, dout):
+        return dout.reshape(self.cache.shape)
