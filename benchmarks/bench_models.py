@@ -1,0 +1,174 @@
+#!/usr/bin/env python
+"""Forward-pass latency, throughput and peak memory of both backends for every arch and batch size.
+
+    python benchmarks/bench_models.py [--archs cnn rnn lstm] [--batches 1 8 32 256] [--repeats 30]
+
+Each (arch, backend) runs in a fresh subprocess, so its peak RSS is its own. Keras is measured on
+its fastest inference path (a ``tf.function`` with a fixed input signature) and on ``model.predict``;
+scratch/Keras ratios come from the same run. Writes ``reports/benchmarks.md``, ``reports/benchmarks.json``
+and ``reports/figures/benchmarks.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+BACKENDS = ("scratch", "keras-tf.function", "keras-predict")
+
+
+def make_inputs(arch_dir: Path, n: int, seed: int = 0) -> np.ndarray:
+    manifest = json.loads((arch_dir / "manifest.json").read_text())
+    rng = np.random.default_rng(seed)
+    if manifest["input"]["kind"] == "image":
+        return rng.random((n, 32, 32, 3), dtype=np.float32)
+    length, vocab = manifest["input"]["sequence_length"], manifest["input"]["vocabulary_size"]
+    ids = rng.integers(2, vocab, (n, length)).astype(np.int32)
+    lengths = rng.integers(5, length + 1, n)  # realistic padding: texts of varied length
+    ids[np.arange(length)[None, :] >= lengths[:, None]] = 0
+    return ids
+
+
+def measure(fn, x, repeats: int, min_seconds: float = 0.5) -> list[float]:
+    fn(x)  # warm-up (tracing, caches)
+    times, t_start = [], time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - t_start < min_seconds and len(times) < 10 * repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def worker(arch: str, backend: str, batches: list[int], repeats: int) -> dict:
+    """Runs in its own process: load one backend of one arch, time every batch size."""
+    arch_dir = ROOT / "weights" / arch
+    if backend == "scratch":
+        import scratch_models
+        model = scratch_models.load(arch_dir)
+        fn = model.predict
+    else:
+        import keras
+        import tensorflow as tf
+        kmodel = keras.saving.load_model(arch_dir / "model.keras", compile=False)
+        if backend == "keras-predict":
+            fn = lambda x: kmodel.predict(x, verbose=0, batch_size=len(x))  # noqa: E731
+        else:
+            spec = tf.TensorSpec([None, *kmodel.inputs[0].shape[1:]], kmodel.inputs[0].dtype)
+            serve = tf.function(lambda x: kmodel(x, training=False), input_signature=[spec], jit_compile=False)
+            fn = lambda x: serve(x).numpy()  # noqa: E731
+    rows = []
+    for b in batches:
+        x = make_inputs(arch_dir, b)
+        times = measure(fn, x, repeats if b <= 32 else max(5, repeats // 3))
+        med = float(np.median(times))
+        rows.append({"batch": b, "median_ms": med * 1e3, "p90_ms": float(np.percentile(times, 90)) * 1e3,
+                     "items_per_s": b / med, "runs": len(times)})
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"arch": arch, "backend": backend, "rows": rows, "peak_rss_mb": peak_mb}
+
+
+def machine() -> dict:
+    info = {"cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+            "processor": _cpu_model()}
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+                        for p in threadpool_info()]
+    except ImportError:
+        info["blas"] = "threadpoolctl not installed"
+    info["numpy"] = np.__version__
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def write_report(results: list[dict], out_dir: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "figures").mkdir(exist_ok=True)
+    by = {(r["arch"], r["backend"]): r for r in results}
+    archs = sorted({r["arch"] for r in results}, key=["cnn", "rnn", "lstm"].index)
+    lines = ["# Forward-pass benchmarks", "",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/bench_models.py`; "
+             "medians over repeated calls, every number from this one run.", "",
+             "Machine: " + json.dumps(machine()), "",
+             "| arch | batch | scratch ms | keras tf.function ms | keras predict ms | scratch items/s | keras tf.function items/s | scratch/keras throughput |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for arch in archs:
+        s, k, p = (by.get((arch, b)) for b in BACKENDS)
+        for i, row in enumerate(s["rows"]):
+            kr, pr = k["rows"][i], p["rows"][i]
+            lines.append(f"| {arch} | {row['batch']} | {row['median_ms']:.2f} | {kr['median_ms']:.2f} | {pr['median_ms']:.2f} | "
+                         f"{row['items_per_s']:.0f} | {kr['items_per_s']:.0f} | **{row['items_per_s'] / kr['items_per_s']:.2f}x** |")
+    lines += ["", "Peak RSS of each process (MB; model loaded and all batch sizes run):", "",
+              "| arch | " + " | ".join(BACKENDS) + " |", "|---|" + "---:|" * len(BACKENDS)]
+    for arch in archs:
+        lines.append(f"| {arch} | " + " | ".join(f"{by[(arch, b)]['peak_rss_mb']:.0f}" for b in BACKENDS) + " |")
+    lines += ["", "![throughput](figures/benchmarks.png)", ""]
+    (out_dir / "benchmarks.md").write_text("\n".join(lines))
+    (out_dir / "benchmarks.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=1))
+
+    fig, axes = plt.subplots(1, len(archs), figsize=(5 * len(archs), 4), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        for b in BACKENDS:
+            r = by[(arch, b)]["rows"]
+            ax.plot([x["batch"] for x in r], [x["items_per_s"] for x in r], marker="o", label=b)
+        ax.set_xscale("log", base=2), ax.set_yscale("log")
+        ax.set_title(arch), ax.set_xlabel("batch size"), ax.set_ylabel("items / s (median)")
+        ax.grid(alpha=0.3), ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "figures" / "benchmarks.png", dpi=100)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--archs", nargs="+", default=["cnn", "rnn", "lstm"])
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32, 256])
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--out", type=Path, default=ROOT / "reports")
+    p.add_argument("--worker", nargs=2, metavar=("ARCH", "BACKEND"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.batches, args.repeats)))
+        return
+    results = []
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for arch in args.archs:
+        if not (ROOT / "weights" / arch / "manifest.json").is_file():
+            print(f"[bench] weights/{arch} missing: skipped", flush=True)
+            continue
+        for backend in BACKENDS:
+            print(f"[bench] {arch} / {backend} ...", flush=True)
+            out = subprocess.run([sys.executable, __file__, "--worker", arch, backend, "--repeats", str(args.repeats),
+                                  "--batches", *map(str, args.batches)], capture_output=True, text=True, env=env, check=True)
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            for row in results[-1]["rows"]:
+                print(f"         batch {row['batch']:>4}: {row['median_ms']:8.2f} ms  {row['items_per_s']:9.0f} items/s", flush=True)
+    write_report(results, args.out)
+    print((args.out / "benchmarks.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
