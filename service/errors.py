@@ -132,6 +132,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in detail:  # FastAPI: bytes that are not UTF-8 JSON
+            reason = "malformed JSON: the body is not UTF-8 encoded JSON"
+            return error_response(InvalidInput(reason, field="body", reason=reason, code="malformed_json"), request)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.method} {request.url.path}; see /docs"
         resp = error_response(ServiceError(detail, status=exc.status_code, code=code), request)

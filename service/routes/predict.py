@@ -42,7 +42,8 @@ def network_input(backend: Backend, body: PredictRequest, settings: Settings) ->
 @router.post("/predict/{arch}", response_model=PredictResponse, responses=error_responses(404, 413, 422, 503),
              summary="Classify images (cnn) or texts (rnn, lstm)")
 async def predict(
-    arch: Annotated[str, Path(description="cnn, rnn or lstm",
+    arch: Annotated[str, Path(description="cnn, rnn or lstm (any other: 404 listing these)",
+                                          json_schema_extra={"enum": ["cnn", "rnn", "lstm"]},
                                           openapi_examples={a: {"value": a} for a in ("cnn", "rnn", "lstm")})],
     body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
     registry: RegistryDep,

@@ -116,7 +116,8 @@ async def test_nan_and_infinity_are_refused(client):
         assert (err["field"], err["index"]) == ("images[0]", 0) and "NaN" in err["reason"]
 
 
-@pytest.mark.parametrize("raw", ['{"images": [', "{'images': []}", "images=1", '{"texts": ["a",]}', "\x00\x01"])
+@pytest.mark.parametrize("raw", ['{"images": [', "{'images': []}", "images=1", '{"texts": ["a",]}', "\x00\x01",
+                                 b'{"texts": ["\xff\xfe"]}'])
 async def test_malformed_json(client, raw):
     r = await client.post("/predict/rnn", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422
