@@ -109,9 +109,23 @@ def train_step(model: Model, x, y) -> float:
         loss = setup.loss(y, probs)
         backward(model, setup.loss.gradient(y, probs))
     params = trainable_params(model)
+    loss += add_regularization(params)
     setup.optimizer.step([layer.weights[k] for layer, k in params], [layer.grads[k] for layer, k in params])
     model.last_batch_accuracy = float((probs.argmax(1) == y).mean())
     return loss
+
+
+def add_regularization(params) -> float:
+    """Keras' weight penalties ``l1·Σ|w| + l2·Σw²``: added to each layer's grads; returns their sum."""
+    penalty = 0.0
+    for layer, key in params:
+        reg = layer.regularizers.get(key)
+        if not reg:
+            continue
+        w = layer.weights[key]
+        penalty += reg["l1"] * float(np.abs(w).sum()) + reg["l2"] * float(np.square(w).sum())
+        layer.grads[key] = layer.grads[key] + np.float32(reg["l1"]) * np.sign(w) + np.float32(2 * reg["l2"]) * w
+    return penalty
 
 
 def evaluate(model: Model, x, y, batch_size: int = 256) -> tuple[float, float]:

@@ -61,16 +61,19 @@ def _bidirectional_from_keras(config: dict) -> Bidirectional:
 
 
 def serialize_layer(layer: Layer) -> dict:
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    spec = {"class_name": type(layer).__name__, "config": layer.get_config()}
+    if getattr(layer, "regularizers", None):
+        spec["regularizers"] = layer.regularizers
+    return spec
 
 
 def deserialize_layer(spec: dict) -> Layer:
     cls = LAYERS.get(spec["class_name"])
     if cls is None:
         raise UnsupportedLayerError(spec["config"].get("name", "?"), spec["class_name"], "unknown layer class")
-    if hasattr(cls, "from_config"):
-        return cls.from_config(spec["config"])
-    return cls(**spec["config"])
+    layer = cls.from_config(spec["config"]) if hasattr(cls, "from_config") else cls(**spec["config"])
+    layer.regularizers = spec.get("regularizers", {})
+    return layer
 
 
 __all__ = ["Layer", "LAYERS", "layer_from_keras_config", "serialize_layer", "deserialize_layer", *LAYERS]

@@ -52,6 +52,25 @@ def pair(value, name: str) -> tuple[int, int]:
     return check_positive_int(value[0], name), check_positive_int(value[1], name)
 
 
+REGULARIZED_WEIGHTS = {"kernel_regularizer": "kernel", "recurrent_regularizer": "recurrent_kernel",
+                       "bias_regularizer": "bias", "embeddings_regularizer": "embeddings",
+                       "gamma_regularizer": "gamma", "beta_regularizer": "beta"}
+
+
+def keras_regularizers(config: dict, layer_name: str, class_name: str) -> dict[str, dict[str, float]]:
+    """Keras' L1/L2/L1L2 weight regularizers of a layer config, by weight key (they add to the training loss)."""
+    found = {}
+    for key, weight in REGULARIZED_WEIGHTS.items():
+        spec = config.get(key)
+        if not spec:
+            continue
+        kind, cfg = spec.get("class_name"), spec.get("config", {})
+        if kind not in ("L1", "L2", "L1L2"):
+            raise UnsupportedLayerError(layer_name, class_name, f"`{key}` of class {kind!r} (supported: L1, L2, L1L2)")
+        found[weight] = {"l1": float(cfg.get("l1", 0.0)), "l2": float(cfg.get("l2", 0.0))}
+    return found
+
+
 Cache = SimpleNamespace  # a small named structure for what forward keeps for backward
 
 
@@ -74,6 +93,7 @@ class Layer:
         self.weights: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}  # filled by backward, same keys as weights
         self.cache = None  # what forward(training=True) keeps for backward
+        self.regularizers: dict[str, dict[str, float]] = {}  # weight key -> {"l1": .., "l2": ..} (training only)
         self.built = False
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
@@ -98,7 +118,9 @@ class Layer:
             if allowed is not None and value not in allowed:
                 raise UnsupportedLayerError(name, cls.__name__, f"`{key}`={value!r} (supported: {allowed})")
             kwargs[key] = value
-        return cls(name=name, **cls._adapt_keras_kwargs(kwargs))
+        layer = cls(name=name, **cls._adapt_keras_kwargs(kwargs))
+        layer.regularizers = keras_regularizers(config, name, cls.__name__)
+        return layer
 
     @staticmethod
     def _harmless_default(key: str, value) -> bool:

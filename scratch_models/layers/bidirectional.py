@@ -51,6 +51,8 @@ class Bidirectional(Layer):
         self.weights = {f"forward/{k}": v for k, v in self.forward_layer.weights.items()}
         self.weights.update({f"backward/{k}": v for k, v in self.backward_layer.weights.items()})
         self.output_shape = (*out[:-1], out[-1] * 2) if self.merge_mode == "concat" else out
+        self.regularizers = {f"{d}/{k}": v for d, sub in (("forward", self.forward_layer), ("backward", self.backward_layer))
+                             for k, v in sub.regularizers.items()}
         self.built = True
         return self.output_shape
 
