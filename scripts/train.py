@@ -107,10 +107,41 @@ def plot_history(history: dict, path: Path, title: str) -> None:
     os.replace(tmp, path)
 
 
+def fit_scratch(model, cfg: dict, x_train, y_train, x_valid, y_valid, seed: int, run_dir: Path) -> dict:
+    """The scratch engine's own training: Adam with the config's learning rate, early stopping on the
+    validation loss restoring the best weights (as the Keras path's callbacks do)."""
+    from scratch_models.optimizers import Adam
+
+    model.compile(optimizer=Adam(cfg["learning_rate"]), loss="sparse_categorical_crossentropy")
+    history: dict[str, list] = {}
+    best, best_weights, waited = np.inf, model.get_weights(), 0
+    rng = np.random.default_rng(seed)
+    for epoch in range(cfg["epochs"]):
+        h = model.fit(x_train, y_train, epochs=1, batch_size=cfg["batch_size"], validation_data=(x_valid, y_valid),
+                      shuffle=True, seed=int(rng.integers(2**31)), verbose=0)
+        for k, v in h.history.items():
+            history.setdefault(k, []).extend(v)
+        print(f"epoch {epoch + 1}/{cfg['epochs']} " + " ".join(f"{k}={v[-1]:.4f}" for k, v in history.items()), flush=True)
+        atomic_write_json(run_dir / "history.partial.json", history)
+        if history["val_loss"][-1] < best:
+            best, best_weights, waited = history["val_loss"][-1], model.get_weights(), 0
+        else:
+            waited += 1
+            if waited >= cfg["patience"]:
+                break
+    model.set_weights(best_weights)
+    return history
+
+
 def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | None = None,
           runs_dir: Path = ROOT / "runs", data_dir: str | None = None, config: dict | None = None,
-          verbose: int = 2) -> Path:
-    """Train (or reuse a cached run) and return the run folder."""
+          verbose: int = 2, engine: str = "keras", train_subset: int | None = None,
+          augment: bool | None = None) -> Path:
+    """Train (or reuse a cached run) and return the run folder.
+
+    ``engine='scratch'`` trains the same architecture, from the same seeded initial weights, with
+    the NumPy engine; ``train_subset`` keeps the first N training items; ``augment`` overrides the config.
+    """
     import keras
     import tensorflow as tf
     from sklearn.metrics import f1_score
@@ -118,7 +149,12 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
     cfg = config or get_config(arch, config_name)
     if epochs is not None:
         cfg["epochs"] = epochs
-    run_dir = runs_dir / arch / f"{config_name}-seed{seed}"
+    if augment is not None:
+        cfg["augment"] = augment
+    suffix = (f"-{engine}" if engine != "keras" else "") + (f"-n{train_subset}" if train_subset else "")
+    if suffix and augment is False:
+        suffix += "-noaug"
+    run_dir = runs_dir / arch / f"{config_name}-seed{seed}{suffix}"
     if (run_dir / "result.json").is_file():
         print(f"[train] {run_dir} is finished; reusing it", flush=True)
         return run_dir
@@ -142,6 +178,8 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
         input_shape, input_dtype = (cfg["sequence_length"],), "int32"
         extra["vocabulary_size"] = len(vocab)
     ys = {s: getattr(data, s).y for s in ("train", "valid", "test")}
+    if train_subset:
+        xs["train"], ys["train"] = xs["train"][:train_subset], ys["train"][:train_subset]
 
     model = build_keras_model(cfg["layers"], input_shape, input_dtype)
     model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]),
@@ -155,7 +193,14 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                            patience=cfg["reduce_lr_patience"], min_lr=1e-5))
     t0 = time.time()
-    if arch == "cnn" and cfg.get("augment"):
+    if engine == "scratch":
+        import scratch_models
+        if cfg.get("augment"):
+            raise ValueError("The scratch engine trains without data augmentation: pass --no-augment")
+        smodel = scratch_models.from_keras(model)  # the same seeded initial weights as the Keras path
+        history = fit_scratch(smodel, cfg, xs["train"], ys["train"], xs["valid"], ys["valid"], seed, run_dir)
+        model.set_weights(smodel.get_weights())
+    elif arch == "cnn" and cfg.get("augment"):
         train_data = cifar_augmented(xs["train"], ys["train"], cfg["batch_size"], seed)
         model.fit(train_data, validation_data=(xs["valid"], ys["valid"]), epochs=cfg["epochs"],
                   callbacks=callbacks, verbose=0)
@@ -164,7 +209,8 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
                   epochs=cfg["epochs"], batch_size=cfg["batch_size"], shuffle=True,
                   callbacks=callbacks, verbose=0)
     train_seconds = time.time() - t0
-    history = callbacks[1].history
+    if engine == "keras":
+        history = callbacks[1].history
 
     probs = model.predict(xs["test"], batch_size=256, verbose=0)
     pred = probs.argmax(1)
@@ -178,7 +224,8 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
     os.replace(tmp, run_dir / "model.keras")
     atomic_write_json(run_dir / "history.json", history)
     plot_history(history, run_dir / "loss.png", f"{arch} ({config_name}, seed {seed})")
-    result = {"arch": arch, "config_name": config_name, "config": cfg, "seed": seed,
+    result = {"arch": arch, "config_name": config_name, "config": cfg, "seed": seed, "engine": engine,
+              "train_subset": train_subset,
               "epochs_run": len(history["loss"]), "best_epoch": int(np.argmin(history["val_loss"])) + 1,
               "train_seconds": train_seconds, "params": int(clean.count_params()),
               "test_metrics_keras": metrics, "data_source": data.source,
@@ -196,9 +243,14 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override the config's epoch budget")
     p.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
+    p.add_argument("--engine", choices=["keras", "scratch"], default="keras",
+                   help="train with Keras (default) or with the scratch NumPy engine")
+    p.add_argument("--train-subset", type=int, default=None, help="train on the first N training items only")
+    p.add_argument("--no-augment", action="store_true", help="turn the CNN's data augmentation off")
     p.add_argument("--export", action="store_true", help="publish the run to weights/<arch>/")
     args = p.parse_args(argv)
-    run_dir = train(args.arch, args.config, args.seed, args.epochs, args.runs_dir)
+    run_dir = train(args.arch, args.config, args.seed, args.epochs, args.runs_dir, engine=args.engine,
+                    train_subset=args.train_subset, augment=False if args.no_augment else None)
     if args.export:
         from export import export_run
         export_run(run_dir, ROOT / "weights" / args.arch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations
+from ..threads import single_threaded_blas
 from .base import Cache, Layer, check_positive_int
 
 RNN_OPTIONS = {"units": None, "activation": None, "use_bias": None, "return_sequences": None,
@@ -72,6 +73,10 @@ class _Recurrent(Layer):
         raise NotImplementedError
 
     def forward(self, x, mask=None, training=False):
+        with single_threaded_blas():
+            return self._forward(x, mask, training)
+
+    def _forward(self, x, mask, training):
         x = np.asarray(x, np.float32)
         n, t, _ = x.shape
         if self.go_backwards:
@@ -105,6 +110,10 @@ class _Recurrent(Layer):
 
     def backward(self, dout):
         """Backpropagation through time. dout: (N, T, units) or (N, units) -> dx (N, T, D)."""
+        with single_threaded_blas():
+            return self._backward(dout)
+
+    def _backward(self, dout):
         c = self.cache
         n, t, _ = c.x.shape
         self.grads = {"kernel": None, "recurrent_kernel": np.zeros_like(self.weights["recurrent_kernel"])}
