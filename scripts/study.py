@@ -1,0 +1,450 @@
+#!/usr/bin/env python
+"""The hyper-parameter study (issue 6): how depth, width, kernel size, pooling and direction change
+test macro-F1 and the loss curves, measured over several seeds instead of one run per variant.
+
+    DATA_DIR=../shared/data python scripts/study.py --only rnn          # train what is missing
+    nohup env DATA_DIR=../shared/data python scripts/study.py > runs/logs/study.log 2>&1 &
+    python scripts/study.py --report-only                               # reports/study.md + figures
+
+Every (variant, seed) is trained once with Keras (``scripts/train.py``; models cached under
+``runs/study/``, not committed), then checked against the scratch engine on the test split; its
+result is one JSON file ``reports/runs/<arch>/<variant>-seed<N>.json`` (written atomically). A rerun
+skips the finished ones, so an interrupted study resumes where it stopped. Variants shared between
+factors (the baseline, and bidirectional-128 = 128 units) are trained once and reused.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import numpy as np  # noqa: E402
+
+from configs import cnn_layers, text_layers  # noqa: E402
+from scratch_models.io_utils import atomic_write_bytes, atomic_write_json  # noqa: E402
+
+RESULTS_DIR = ROOT / "reports" / "runs"
+FIGURES_DIR = ROOT / "reports" / "figures"
+REPORT_PATH = ROOT / "reports" / "study.md"
+STUDY_RUNS_DIR = ROOT / "runs" / "study"
+ARCHS = ("rnn", "lstm", "cnn")  # the order of a full run: the cheap text studies first
+
+# --------------------------------------------------------------------------- the variants, as data
+# One fixed budget per data set, early stopping on validation loss (best weights restored).
+CNN_TRAINING = {"batch_size": 64, "epochs": 10, "learning_rate": 1e-3, "patience": 3, "augment": False}
+TEXT_TRAINING = {"max_tokens": 4000, "sequence_length": 64, "batch_size": 32, "epochs": 40,
+                 "learning_rate": 1e-3, "patience": 6}
+DEFAULT_SEEDS = {"cnn": 2, "rnn": 5, "lstm": 5}
+
+
+def cnn_variant(filters=(32, 64), kernels=(3, 3), pooling="max") -> dict:
+    """Conv(ReLU) + 2x2 pool per block -> Flatten -> Dense(128, ReLU) -> Dropout(0.5) -> Dense(10)."""
+    return {**CNN_TRAINING, "layers": cnn_layers(filters=filters, kernels=kernels, pooling=pooling,
+                                                 dense=(128,), head_dropout=0.5)}
+
+
+def text_variant(cell: str, units=(64,), bidirectional=True) -> dict:
+    """Embedding(64, mask_zero) -> (Bi)RNN layer(s), last state -> Dropout(0.5) -> Dense(3, softmax).
+
+    Stacked layers return sequences and have Dropout(0.5) between them; everything but the factor is
+    the same in every variant.
+    """
+    return {**TEXT_TRAINING, "layers": text_layers(cell=cell, units=units, bidirectional=bidirectional,
+                                                   embedding_dim=64, pool="last", dropout=0.5)}
+
+
+def _text_study(cell: str) -> tuple[dict, list]:
+    variants = {"base": text_variant(cell),  # one bidirectional layer of 64 units
+                "layers2": text_variant(cell, units=(64, 64)),
+                "layers3": text_variant(cell, units=(64, 64, 64)),
+                "units32": text_variant(cell, units=(32,)),
+                "units128": text_variant(cell, units=(128,)),
+                "uni128": text_variant(cell, units=(128,), bidirectional=False)}
+    factors = [("layers", "recurrent layers", [("1", "base"), ("2", "layers2"), ("3", "layers3")]),
+               ("units", "units per direction", [("32", "units32"), ("64", "base"), ("128", "units128")]),
+               ("direction", "direction (128 units)", [("unidirectional", "uni128"),
+                                                       ("bidirectional", "units128")])]
+    return variants, factors
+
+
+STUDY: dict[str, dict] = {
+    "cnn": {
+        "variants": {"base": cnn_variant(),  # 2 conv layers [32, 64], 3x3, max pooling
+                     "layers1": cnn_variant(filters=(32,), kernels=(3,)),
+                     "layers3": cnn_variant(filters=(32, 64, 128), kernels=(3, 3, 3)),
+                     "layers4": cnn_variant(filters=(32, 64, 128, 256), kernels=(3, 3, 3, 3)),
+                     "filters_small": cnn_variant(filters=(16, 32)),
+                     "filters_large": cnn_variant(filters=(64, 128)),
+                     "kernels5": cnn_variant(kernels=(5, 5)),
+                     "kernels7_3": cnn_variant(kernels=(7, 3)),
+                     "pool_avg": cnn_variant(pooling="average")},
+        "factors": [("layers", "conv layers", [("1", "layers1"), ("2", "base"), ("3", "layers3"),
+                                               ("4", "layers4")]),
+                    ("filters", "filters", [("small [16, 32]", "filters_small"), ("medium [32, 64]", "base"),
+                                            ("large [64, 128]", "filters_large")]),
+                    ("kernels", "kernel sizes", [("3x3, 3x3", "base"), ("5x5, 5x5", "kernels5"),
+                                                 ("7x7, 3x3", "kernels7_3")]),
+                    ("pooling", "pooling", [("max", "base"), ("average", "pool_avg")])],
+    },
+}
+for _arch, _cell in (("rnn", "SimpleRNN"), ("lstm", "LSTM")):
+    _v, _f = _text_study(_cell)
+    STUDY[_arch] = {"variants": _v, "factors": _f}
+
+# The reference report's single-run test macro-F1 (original CIFAR-10; issue 6), by (arch, factor, level).
+REFERENCE = {
+    "cnn": {"layers": {"1": 0.5655, "2": 0.6965, "3": 0.7143},
+            "filters": {"small [16, 32]": 0.6728, "medium [32, 64]": 0.6965, "large [64, 128]": 0.7065},
+            "kernels": {"3x3, 3x3": 0.6965, "5x5, 5x5": 0.6897, "7x7, 3x3": 0.6627},
+            "pooling": {"max": 0.6965, "average": 0.6826}},
+    "rnn": {"layers": {"1": 0.4920, "2": 0.5551, "3": 0.5571},
+            "units": {"32": 0.5640, "64": 0.5052, "128": 0.4158},
+            "direction": {"unidirectional": 0.3770, "bidirectional": 0.5701}},
+    "lstm": {"layers": {"1": 0.7505, "2": 0.5604, "3": 0.5914},
+             "units": {"32": 0.7407, "64": 0.7408, "128": 0.7186},
+             "direction": {"unidirectional": 0.1827, "bidirectional": 0.5941}},
+}
+ARCH_TITLES = {"cnn": "CNN on CIFAR-10", "rnn": "SimpleRNN on NusaX-Sentiment", "lstm": "LSTM on NusaX-Sentiment"}
+
+
+def result_path(arch: str, variant: str, seed: int) -> Path:
+    return RESULTS_DIR / arch / f"{variant}-seed{seed}.json"
+
+
+# --------------------------------------------------------------------------- one run
+def network_inputs(arch: str, run_dir: Path, cfg: dict):
+    """The test split as the network sees it (images, or token ids from the run's own vocabulary)."""
+    from scratch_models.datasets import load_dataset_for
+    from train import text_vectorizer
+
+    data = load_dataset_for(arch, os.environ.get("DATA_DIR"))
+    if arch == "cnn":
+        return data.test.x, data.test.y
+    vec = text_vectorizer(data.train.x, cfg["max_tokens"], cfg["sequence_length"])
+    saved = json.loads((run_dir / "vectorizer.json").read_text())["vocabulary"]
+    if vec.get_vocabulary() != saved:
+        raise RuntimeError(f"{run_dir}: the re-adapted vocabulary differs from the one saved at training")
+    return np.asarray(vec(list(data.test.x)), dtype=np.int32), data.test.y
+
+
+def run_one(arch: str, variant: str, seed: int, epochs: int) -> dict:
+    """Train (or reuse the cached Keras run), compare Keras with the scratch engine, return the record."""
+    import keras
+
+    import scratch_models
+    from export import compare_backends
+    from train import train
+
+    cfg = copy.deepcopy(STUDY[arch]["variants"][variant])
+    cfg["epochs"] = epochs
+    run_dir = train(arch, f"{variant}-e{epochs}", seed, runs_dir=STUDY_RUNS_DIR, config=cfg, verbose=0)
+    trained = json.loads((run_dir / "result.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    x_test, y_test = network_inputs(arch, run_dir, trained["config"])
+    model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    t0 = time.time()
+    smodel = scratch_models.from_keras(model)
+    comparison = compare_backends(model, smodel, x_test, y_test)
+    return {"arch": arch, "variant": variant, "seed": seed, "epoch_budget": epochs,
+            "patience": trained["config"]["patience"], "batch_size": trained["config"]["batch_size"],
+            "test_macro_f1": comparison["keras"]["macro_f1"], "test_accuracy": comparison["keras"]["accuracy"],
+            "params": trained["params"], "train_seconds": trained["train_seconds"],
+            "epochs_run": trained["epochs_run"], "best_epoch": trained["best_epoch"],
+            "history": {k: history[k] for k in ("loss", "val_loss", "accuracy", "val_accuracy", "epoch_seconds")
+                        if k in history},
+            "scratch": {"agreement": comparison["agreement"], "max_abs_prob_diff": comparison["max_abs_prob_diff"],
+                        "test_macro_f1": comparison["scratch"]["macro_f1"],
+                        "test_accuracy": comparison["scratch"]["accuracy"], "n_test": comparison["n"],
+                        "check_seconds": time.time() - t0},
+            "config": trained["config"], "data_source": trained["data_source"], "split": trained["split"],
+            "keras_run_dir": os.path.relpath(run_dir, ROOT)}
+
+
+def planned_runs(archs, seeds_override: list[int] | None) -> list[tuple[str, str, int]]:
+    """Seed-major order within an arch, so that an unfinished study covers every variant evenly."""
+    plan = []
+    for arch in archs:
+        seeds = seeds_override if seeds_override is not None else list(range(DEFAULT_SEEDS[arch]))
+        for seed in seeds:
+            plan += [(arch, variant, seed) for variant in STUDY[arch]["variants"]]
+    return plan
+
+
+def run_study(archs, seeds_override, epochs_override, max_runs: int | None) -> None:
+    plan = planned_runs(archs, seeds_override)
+    todo = []
+    for arch, variant, seed in plan:
+        budget = epochs_override or STUDY[arch]["variants"][variant]["epochs"]
+        path = result_path(arch, variant, seed)
+        if path.is_file():
+            done_budget = json.loads(path.read_text())["epoch_budget"]
+            if done_budget != budget:
+                print(f"[study] {path.relative_to(ROOT)} was run with {done_budget} epochs, not {budget}: "
+                      "kept (delete it to rerun)", flush=True)
+            continue
+        todo.append((arch, variant, seed, budget))
+    print(f"[study] {len(plan)} planned, {len(plan) - len(todo)} finished, {len(todo)} to run"
+          + (f" (this session stops after {max_runs})" if max_runs else ""), flush=True)
+    if max_runs is not None:
+        todo = todo[:max_runs]
+    seconds: dict[str, list[float]] = {}
+    for i, (arch, variant, seed, budget) in enumerate(todo, 1):
+        t0 = time.time()
+        record = run_one(arch, variant, seed, budget)
+        record["run_wall_seconds"] = time.time() - t0
+        atomic_write_json(result_path(arch, variant, seed), record)
+        seconds.setdefault(arch, []).append(record["run_wall_seconds"])
+        # ETA: this session's mean wall time per run of each arch (a not-yet-seen arch counts as the last seen)
+        last = float(np.mean(seconds[arch]))
+        eta = sum(float(np.mean(seconds.get(a, [last]))) for a, *_ in todo[i:])
+        print(f"[study] {i}/{len(todo)} {arch} {variant} seed {seed}: macro-F1 {record['test_macro_f1']:.4f}, "
+              f"acc {record['test_accuracy']:.4f}, {record['epochs_run']} epochs, train "
+              f"{record['train_seconds']:.0f} s, run {record['run_wall_seconds']:.0f} s, scratch agreement "
+              f"{record['scratch']['agreement']:.4f} max|dp| {record['scratch']['max_abs_prob_diff']:.1e} "
+              f"| ETA {eta / 60:.0f} min", flush=True)
+
+
+# --------------------------------------------------------------------------- the report
+def load_results() -> dict[str, dict[str, list[dict]]]:
+    out: dict[str, dict[str, list[dict]]] = {}
+    for path in sorted(RESULTS_DIR.glob("*/*.json")):
+        r = json.loads(path.read_text())
+        out.setdefault(r["arch"], {}).setdefault(r["variant"], []).append(r)
+    for variants in out.values():
+        for runs in variants.values():
+            runs.sort(key=lambda r: r["seed"])
+    return out
+
+
+def welch(a: list[float], b: list[float]) -> float | None:
+    """Two-sided Welch t-test p-value, or None when either side has fewer than 2 runs."""
+    from scipy import stats
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if np.std(a) == 0 and np.std(b) == 0:
+        return 0.0 if np.mean(a) != np.mean(b) else 1.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def fmt_ms(values: list[float], digits: int = 4) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def curves_figure(arch: str, factor: str, title: str, levels, runs_by_variant, path: Path) -> None:
+    """Train and validation loss per epoch: mean over the seeds that reached the epoch, min-max band."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, key, name in ((axes[0], "loss", "training loss"), (axes[1], "val_loss", "validation loss")):
+        for i, (level, variant) in enumerate(levels):
+            runs = runs_by_variant.get(variant, [])
+            if not runs:
+                continue
+            curves = [r["history"][key] for r in runs]
+            length = max(len(c) for c in curves)
+            mean, lo, hi = [], [], []
+            for e in range(length):
+                vals = [c[e] for c in curves if len(c) > e]
+                mean.append(np.mean(vals)), lo.append(np.min(vals)), hi.append(np.max(vals))
+            epochs = np.arange(1, length + 1)
+            color = f"C{i}"
+            ax.plot(epochs, mean, color=color, label=f"{level} (n={len(runs)})")
+            ax.fill_between(epochs, lo, hi, color=color, alpha=0.18, linewidth=0)
+        ax.set_title(name), ax.set_xlabel("epoch"), ax.grid(alpha=0.3)
+    axes[0].set_ylabel("sparse categorical cross-entropy")
+    axes[1].legend(title=title, fontsize=8)
+    fig.suptitle(f"{ARCH_TITLES[arch]}: {title} — mean over seeds, band = min–max "
+                 "(after early stopping, over the seeds still training)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def factor_conclusion(levels, runs_by_variant, alpha: float) -> tuple[str, dict]:
+    """Which level leads, and which differences from it exceed the seed-to-seed spread (Welch, p < alpha)."""
+    f1 = {level: [r["test_macro_f1"] for r in runs_by_variant.get(v, [])] for level, v in levels}
+    have = {lv: vals for lv, vals in f1.items() if vals}
+    if len(have) < 2:
+        return "Not enough finished variants to compare.", {}
+    best = max(have, key=lambda lv: np.mean(have[lv]))
+    parts, beaten, tied, untestable = [], [], [], []
+    for level, vals in have.items():
+        if level == best:
+            continue
+        p = welch(have[best], vals)
+        if p is None:
+            untestable.append(level)
+        elif p < alpha:
+            beaten.append(f"{level} (Δ = {np.mean(have[best]) - np.mean(vals):+.3f}, p = {p:.3g})")
+        else:
+            tied.append(f"{level} (Δ = {np.mean(have[best]) - np.mean(vals):+.3f}, p = {p:.2f})")
+    parts.append(f"Best mean macro-F1: **{best}** ({fmt_ms(have[best])}, n = {len(have[best])}).")
+    if beaten:
+        parts.append("Its lead exceeds the seed-to-seed spread over: " + "; ".join(beaten) + ".")
+    if tied:
+        parts.append("Within the seed-to-seed spread (not a real difference at this n): " + "; ".join(tied) + ".")
+    if untestable:
+        parts.append("Not testable (fewer than 2 runs): " + ", ".join(untestable) + ".")
+    lead_real = bool(beaten) and not tied and not untestable
+    parts.append("Verdict: the best variant is ahead of every other one beyond the spread." if lead_real else
+                 "Verdict: the ranking at the top is not established beyond the seed-to-seed spread."
+                 if not beaten else
+                 "Verdict: the best variant beats some variants beyond the spread, but not all.")
+    summary = {"best": best, "mean": float(np.mean(have[best])),
+               "std": float(np.std(have[best], ddof=1)) if len(have[best]) > 1 else None,
+               "n": len(have[best]), "beaten": beaten, "tied": tied, "untestable": untestable,
+               "lead_exceeds_spread_over_all": lead_real}
+    # a consistency check that does not depend on the best: the extremes of the factor
+    lo = min(have, key=lambda lv: np.mean(have[lv]))
+    p = welch(have[best], have[lo])
+    if lo != best and p is not None:
+        summary["range"] = f"{lo} → {best}: Δ = {np.mean(have[best]) - np.mean(have[lo]):+.3f}, p = {p:.3g}"
+    return " ".join(parts), summary
+
+
+def write_report(alpha: float = 0.05, seeds_override=None) -> dict:
+    results = load_results()
+    lines = ["# Hyper-parameter study: depth, width, kernels, pooling and direction",
+             "",
+             "Generated by `scripts/study.py --report-only` from the per-run JSON files in `reports/runs/` "
+             "(issue 6). Every number below is computed from those files; nothing is typed in by hand "
+             "except the reference report's single-run numbers.",
+             ""]
+    total_runs = sum(len(rs) for v in results.values() for rs in v.values())
+    total_train = sum(r["train_seconds"] for v in results.values() for rs in v.values() for r in rs)
+    total_wall = sum(r.get("run_wall_seconds", r["train_seconds"]) for v in results.values()
+                     for rs in v.values() for r in rs)
+    lines += ["## Method", "",
+              f"- Keras, Adam (learning rate 1e-3), sparse categorical cross-entropy, early stopping on the "
+              f"validation loss with the best weights restored. Fixed budgets: CNN {CNN_TRAINING['epochs']} "
+              f"epochs, batch {CNN_TRAINING['batch_size']}, patience {CNN_TRAINING['patience']}, no data "
+              f"augmentation (chosen for a shared 2-core CPU); text {TEXT_TRAINING['epochs']} epochs, batch "
+              f"{TEXT_TRAINING['batch_size']}, patience {TEXT_TRAINING['patience']}.",
+              "- The same splits for every run: CIFAR-10 train 40,000 / validation 10,000 (stratified, split "
+              "seed 1234) / test 10,000 from the JPEG copy in `DATA_DIR` (not the original pixels, so numbers "
+              "are comparable to, not identical with, the reference report's); NusaX-Sentiment (Indonesian) "
+              "train 500 / validation 100 / test 400. The seed changes weight initialisation, shuffling and "
+              "dropout only.",
+              "- CNN variants: Conv2D(ReLU, same padding) + 2×2 pooling per layer → Flatten → Dense(128, ReLU) → "
+              "Dropout(0.5) → Dense(10, softmax). The baseline is 2 conv layers [32, 64], 3×3, max pooling; "
+              "3 and 4 layers continue the doubling ([32, 64, 128], [32, 64, 128, 256]), 1 layer is [32].",
+              "- Text variants (SimpleRNN and LSTM alike): TextVectorization (4,000 tokens max, 64 ids) → "
+              "Embedding(64, mask_zero) → recurrent layer(s), the last one returning its final state → "
+              "Dropout(0.5) → Dense(3, softmax); stacked layers return sequences with Dropout(0.5) between "
+              "them. The baseline is one bidirectional layer of 64 units per direction; "
+              "\"bidirectional (128 units)\" is the same model as \"128 units\" and is trained once.",
+              "- Test macro-F1 and accuracy are the Keras model's on the test split. Every model is also "
+              "loaded into the scratch NumPy engine (`scratch_models.from_keras`) and run on the same test "
+              "inputs: agreement of the predicted classes and max |Δp| over all class probabilities.",
+              f"- **Rule for \"exceeds the seed-to-seed spread\"**: a two-sided Welch t-test between the best "
+              f"variant of a factor and each other variant, p < {alpha}. With 2 seeds per CNN variant the "
+              "test has little power: only large, consistent gaps pass it.",
+              "- Training times are wall-clock on a 2-core machine shared with other jobs (a long CNN "
+              "training ran at the same time): compare them within a table, roughly.",
+              f"- Runs finished: {total_runs}; total training time {total_train / 3600:.2f} h, total wall "
+              f"time including the scratch-engine check {total_wall / 3600:.2f} h.",
+              ""]
+    summaries: dict = {}
+    missing_lines = []
+    for arch in ARCHS:
+        spec = STUDY[arch]
+        runs_by_variant = results.get(arch, {})
+        planned = len(seeds_override) if seeds_override is not None else DEFAULT_SEEDS[arch]
+        n_done = sum(len(v) for v in runs_by_variant.values())
+        lines += [f"## {ARCH_TITLES[arch]}", "",
+                  f"{n_done} of {planned * len(spec['variants'])} planned runs finished "
+                  f"({len(spec['variants'])} distinct variants × {planned} seeds)."]
+        if runs_by_variant:
+            budgets = sorted({r["epoch_budget"] for rs in runs_by_variant.values() for r in rs})
+            agree = [r["scratch"]["agreement"] for rs in runs_by_variant.values() for r in rs]
+            dp = [r["scratch"]["max_abs_prob_diff"] for rs in runs_by_variant.values() for r in rs]
+            lines += [f"Epoch budget(s) found: {budgets}. Scratch engine vs Keras over all {len(agree)} runs: "
+                      f"agreement min {min(agree):.4f}, max |Δp| at most {max(dp):.1e}."]
+        for variant in spec["variants"]:
+            n = len(runs_by_variant.get(variant, []))
+            if n < planned:
+                missing_lines.append(f"- {arch} `{variant}`: {n} of {planned} runs"
+                                     + (" (used by: " + ", ".join(f"{f[1]} {lv}" for f in spec["factors"]
+                                                                  for lv, v in f[2] if v == variant) + ")"))
+        lines.append("")
+        for key, title, levels in spec["factors"]:
+            lines += [f"### {title}", "",
+                      "| variant | n | test macro-F1 (mean ± std) | test accuracy | reference macro-F1 (1 run) "
+                      "| params | training time (s) | epochs run (best) | scratch agreement / max abs Δp |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            for level, variant in levels:
+                rs = runs_by_variant.get(variant, [])
+                ref = REFERENCE[arch][key].get(level)
+                if not rs:
+                    lines.append(f"| {level} | 0 | not run yet | – | {ref if ref is not None else '–'} | – | – | – | – |")
+                    continue
+                lines.append(
+                    f"| {level} | {len(rs)} | {fmt_ms([r['test_macro_f1'] for r in rs])} | "
+                    f"{fmt_ms([r['test_accuracy'] for r in rs])} | {f'{ref:.4f}' if ref is not None else '–'} | "
+                    f"{rs[0]['params']:,} | {np.mean([r['train_seconds'] for r in rs]):.0f} | "
+                    f"{np.mean([r['epochs_run'] for r in rs]):.1f} ({np.mean([r['best_epoch'] for r in rs]):.1f}) | "
+                    f"{min(r['scratch']['agreement'] for r in rs):.4f} / "
+                    f"{max(r['scratch']['max_abs_prob_diff'] for r in rs):.1e} |")
+            fig = FIGURES_DIR / f"study_{arch}_{key}.png"
+            if runs_by_variant:
+                curves_figure(arch, key, title, levels, runs_by_variant, fig)
+                lines += ["", f"![{arch} {title}: loss per epoch](figures/{fig.name})"]
+            text, summary = factor_conclusion(levels, runs_by_variant, alpha)
+            summaries[f"{arch}/{key}"] = summary
+            lines += ["", f"**Conclusion.** {text}"
+                      + (f" Range of the factor: {summary['range']}." if summary.get("range") else ""), ""]
+    lines += ["## Variants with fewer runs than planned", ""]
+    lines += missing_lines or ["None: every planned run finished."]
+    if missing_lines:
+        lines += ["", "Resume with `nohup env DATA_DIR=/work/shared/data .venv/bin/python scripts/study.py "
+                      ">> runs/logs/study.log 2>&1 &` (finished runs are skipped), then "
+                      "`scripts/study.py --report-only`."]
+    lines.append("")
+    atomic_write_bytes(REPORT_PATH, "\n".join(lines).encode("utf-8"))
+    print(f"[study] wrote {REPORT_PATH.relative_to(ROOT)} ({total_runs} runs)", flush=True)
+    return summaries
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """``"5"`` -> seeds 0..4; ``"0,3,7"`` -> exactly those."""
+    if text is None:
+        return None
+    if "," in text:
+        return [int(s) for s in text.split(",") if s.strip()]
+    return list(range(int(text)))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=ARCHS, help="one architecture's study only")
+    p.add_argument("--seeds", help="N (seeds 0..N-1) or a comma list; default 5 per text arch, 2 for the CNN")
+    p.add_argument("--epochs", type=int, help="override the epoch budget (default: CNN 10, text 40)")
+    p.add_argument("--max-runs", type=int, help="stop after N new runs")
+    p.add_argument("--report-only", action="store_true", help="only write reports/study.md and the figures")
+    args = p.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    if not args.report_only:
+        run_study([args.only] if args.only else list(ARCHS), seeds, args.epochs, args.max_runs)
+    write_report(seeds_override=seeds if args.seeds else None)
+
+
+if __name__ == "__main__":
+    main()
