@@ -156,7 +156,10 @@ class Model:
     def check_input(self, x) -> np.ndarray:
         """Validate one batch for input 0: rank, shape, dtype family, finiteness. Returns the cast array."""
         expected = self.input_shape
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"Expected a numeric array of shape {expected}, received a ragged sequence ({exc})") from None
         if x.dtype == object:
             raise ValueError(f"Expected a numeric array of shape {expected}, received an object array")
         if x.ndim != len(expected) or tuple(x.shape[1:]) != tuple(expected[1:]):
