@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .errors import install_error_handlers
+from .inference import Inference
 from .log import configure_logging
-from .middleware import BodyLimitMiddleware, RequestContextMiddleware
+from .metrics import Metrics
+from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
 from .parity import ParityService, TestSplitLoader, load_test_split
 from .registry import ModelRegistry
 from .routes import ROUTERS
@@ -29,6 +31,10 @@ which must agree.
   sequence length ignored, unknown words mapped to `[UNK]`.
 * Every error has the shape `{"error": {"status", "code", "message", "field", "index", "reason", "request_id"}}`.
 * Every response carries `X-Request-ID` (yours if you sent one).
+* Concurrent `/predict` requests for the same arch and backend are merged into one forward pass (dynamic
+  batching, `DYNAMIC_BATCHING`, `BATCH_WAIT_MS`); `X-Batch-Size` says how many items that pass held.
+  Each request still gets exactly its own results.
+* `GET /metrics`: Prometheus text format (requests, latencies, batch sizes per arch and backend).
 """
 
 
@@ -45,22 +51,28 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         reg = registry or ModelRegistry(settings.weights_dir)
         app.state.registry = reg
         app.state.parity = ParityService(reg, settings.data_dir, loader=test_split_loader)
+        app.state.inference = Inference(settings, app.state.metrics)
         if not reg.loaded:
             threading.Thread(target=reg.load_all, name="model-loader", daemon=True).start()
         log.info("service starting", extra={"fields": {"weights_dir": str(settings.weights_dir),
                                                        "data_dir": str(settings.data_dir) if settings.data_dir else None,
                                                        "max_batch": settings.max_batch,
                                                        "max_body_bytes": settings.max_body_bytes,
-                                                       "default_backend": settings.default_backend}})
+                                                       "default_backend": settings.default_backend,
+                                                       "dynamic_batching": settings.dynamic_batching,
+                                                       "batch_wait_ms": settings.batch_wait_ms}})
         try:
             yield
         finally:
+            await app.state.inference.close()
             app.state.parity.shutdown()
 
     app = FastAPI(title="scratch-serve", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = Metrics()
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, routes=app.router.routes)
     app.add_middleware(RequestContextMiddleware)  # added last = outermost: its log line covers the 413s too
     for router in ROUTERS:
         app.include_router(router)

@@ -68,6 +68,11 @@ class DataUnavailable(ServiceError):
     status, code = 503, "data_unavailable"
 
 
+class InferenceFailed(ServiceError):
+    """The backend raised while computing a batch (the request's input had passed validation)."""
+    status, code = 500, "inference_failed"
+
+
 def item_error(field: str, index: int | None, reason: str, cls: type[ServiceError] = InvalidInput,
                **kw: Any) -> ServiceError:
     """An error about one item of a list field: ``field[index]: reason``."""

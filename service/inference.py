@@ -1,21 +1,74 @@
 """The one place where a batch meets a backend, off the event loop.
 
-Server-side dynamic batching (issue 7) plugs in here: a per-(arch, backend) queue that merges concurrent
-calls into one ``predict_proba`` of up to MAX_BATCH items or BATCH_WAIT_MS, then splits the result.
+With DYNAMIC_BATCHING (the default) a request's batch goes through :mod:`service.batching`, which merges
+concurrent requests for the same arch and backend into one forward pass in that queue's worker thread;
+without it, each request is its own forward pass in the thread pool. Either way the caller gets its own
+rows and the size of the forward pass that served it, and a backend failure becomes a JSON error.
 """
 from __future__ import annotations
+
+import logging
+import time
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from .backends.base import Backend
-from .errors import BackendUnavailable
+from .batching import Batcher, BatchResult
+from .errors import BackendUnavailable, InferenceFailed, ServiceError
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger("service.inference")
 
 
-async def predict_proba(backend: Backend, batch: np.ndarray) -> np.ndarray:
-    """(N, ...) network input -> (N, C) probabilities, computed in a worker thread."""
-    probs = await run_in_threadpool(backend.predict_proba, batch)
-    if probs.shape != (len(batch), len(backend.classes)) or not np.isfinite(probs).all():
+def forward(backend: Backend, batch: np.ndarray) -> np.ndarray:
+    """Blocking (call it from a worker thread): network input (N, ...) -> probabilities (N, C).
+
+    A backend exception becomes :class:`InferenceFailed` (500, JSON body); an output of the wrong shape
+    :class:`BackendUnavailable` (503)."""
+    try:
+        probs = np.asarray(backend.predict_proba(batch))
+    except ServiceError:
+        raise
+    except Exception as exc:
+        log.error("inference failed", exc_info=True, extra={"fields": {
+            "arch": backend.arch, "backend": backend.name, "items": len(batch)}})
+        reason = f"{type(exc).__name__}: {exc}"
+        raise InferenceFailed(f"{backend.arch}/{backend.name} failed on a batch of {len(batch)}: {reason}",
+                              field="backend", reason=reason) from None
+    if probs.shape != (len(batch), len(backend.classes)):
         raise BackendUnavailable(f"{backend.arch}/{backend.name} returned an invalid output of shape {probs.shape}",
                                  field="backend", reason="invalid model output")
     return probs
+
+
+class Inference:
+    """Runs forward passes for the routes: batched (one queue per arch x backend) or one per request."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
+        self.batcher = (Batcher(forward, settings.max_batch, settings.batch_wait_ms / 1000, observe=self._observe)
+                        if settings.dynamic_batching else None)
+
+    async def predict_proba(self, backend: Backend, batch: np.ndarray) -> BatchResult:
+        """(N, ...) network input -> this request's (N, C) probabilities and the batch it was served in."""
+        if self.batcher is not None:
+            served = await self.batcher.submit(backend, batch)
+        else:
+            t0 = time.perf_counter()
+            probs = await run_in_threadpool(forward, backend, batch)
+            self._observe(backend, len(batch), 1, time.perf_counter() - t0)
+            served = BatchResult(probs, len(batch), 1)
+        if not np.isfinite(served.probs).all():
+            raise BackendUnavailable(f"{backend.arch}/{backend.name} returned non-finite probabilities",
+                                     field="backend", reason="invalid model output")
+        return served
+
+    def _observe(self, backend: Backend, items: int, requests: int, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_batch(backend.arch, backend.name, items, requests, seconds)
+
+    async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()

@@ -1,4 +1,5 @@
-"""Pure ASGI middlewares: request id + access log (outermost), and the request body size limit."""
+"""Pure ASGI middlewares: request id + access log (outermost), Prometheus request metrics, and the request body
+size limit."""
 from __future__ import annotations
 
 import json
@@ -96,3 +97,54 @@ class BodyLimitMiddleware:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": payload})
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request in :class:`service.metrics.Metrics` by method, route template (``/predict/{arch}``,
+    never the raw path, so the label set stays bounded) and status, with its latency. A route that sets
+    ``request.state.metric_labels = (arch, backend)`` is also counted per arch and backend."""
+
+    def __init__(self, app, metrics, routes) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes  # the app's route list, consulted when routing never ran (a 413 from the body limit)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = {"code": 500}  # an exception escaping the app is answered with a 500 by the outer handler
+        t0 = time.perf_counter()
+
+        async def send_with_status(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            labels = (scope.get("state") or {}).get("metric_labels") or (None, None)
+            self.metrics.observe_request(scope.get("method", ""), self._route(scope), status["code"],
+                                         time.perf_counter() - t0, *labels)
+
+    def _route(self, scope) -> str:
+        route = scope.get("route")
+        if route is not None and hasattr(route, "path"):
+            return route.path
+        return _route_template(self.routes, scope) or "unmatched"
+
+
+def _route_template(routes, scope) -> str | None:
+    """The path template of the route ``scope`` would be routed to (included routers searched too)."""
+    from starlette.routing import Match
+
+    for candidate in routes:
+        if candidate.matches(scope)[0] != Match.FULL:
+            continue
+        if isinstance(getattr(candidate, "path", None), str):
+            return candidate.path
+        inner = getattr(candidate, "original_router", None) or getattr(candidate, "app", None)
+        found = _route_template(getattr(inner, "routes", ()), scope)
+        if found:
+            return found
+    return None

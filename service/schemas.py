@@ -184,5 +184,6 @@ class ErrorResponse(BaseModel):
 
 def error_responses(*statuses: int) -> dict[int | str, dict]:
     text = {404: "Unknown arch", 413: "Batch, body or image too large", 422: "Invalid input",
+            500: "The backend failed while computing the batch (inference_failed)",
             503: "Backend unavailable, models still loading, or test data missing"}
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(4096 * 4096, ge=1024, description="Largest decoded image (width x height) accepted in base64 input; more is a 413 (decompression-bomb guard).")
     default_backend: Literal["scratch", "keras"] = Field("scratch", description="Backend used when `/predict` has no `backend` query parameter.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = Field("INFO", description="Level of the JSON-lines logs on stderr.")
-    batch_wait_ms: float = Field(2.0, ge=0, description="Reserved for server-side dynamic batching (issue 7): how long a batch waits for more requests. Not used yet.")
+    dynamic_batching: bool = Field(True, description="Merge concurrent `/predict` requests for the same arch and backend into one forward pass (up to MAX_BATCH items or BATCH_WAIT_MS); false: each request is its own forward pass.")
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="Dynamic batching: how long a batch stays open for more requests after its first request arrives (flushed earlier when MAX_BATCH items are queued).")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (`python -m service`); each loads every model (see docs/scaling.md).")
 
 
 @lru_cache(maxsize=1)

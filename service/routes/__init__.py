@@ -1,4 +1,4 @@
 """One APIRouter per file; ``ROUTERS`` is what the app includes."""
-from . import health, models, parity, predict
+from . import health, metrics, models, parity, predict
 
-ROUTERS = [predict.router, parity.router, health.router, models.router]
+ROUTERS = [predict.router, parity.router, health.router, models.router, metrics.router]

@@ -4,14 +4,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from .. import inputs
 from ..backends.base import Backend
-from ..deps import RegistryDep, SettingsDep
+from ..deps import InferenceDep, RegistryDep, SettingsDep
 from ..errors import InvalidInput, item_error
-from ..inference import predict_proba
+from ..registry import ARCHS
 from ..schemas import PREDICT_EXAMPLES, BackendName, PredictRequest, PredictResponse, Prediction, error_responses
 from ..settings import Settings
 
@@ -39,7 +39,18 @@ def network_input(backend: Backend, body: PredictRequest, settings: Settings) ->
     return ids
 
 
-@router.post("/predict/{arch}", response_model=PredictResponse, responses=error_responses(404, 413, 422, 503),
+BATCH_HEADERS = {
+    "X-Batch-Size": {"description": "Items in the forward pass that served this request (more than the request's "
+                                    "own items when concurrent requests were merged: dynamic batching).",
+                     "schema": {"type": "integer", "minimum": 1}},
+    "X-Batch-Requests": {"description": "Requests merged into that forward pass.",
+                         "schema": {"type": "integer", "minimum": 1}},
+}
+
+
+@router.post("/predict/{arch}", response_model=PredictResponse,
+             responses={200: {"description": "One prediction per item, in the request's order",
+                              "headers": BATCH_HEADERS}, **error_responses(404, 413, 422, 500, 503)},
              summary="Classify images (cnn) or texts (rnn, lstm)")
 async def predict(
     arch: Annotated[str, Path(description="cnn, rnn or lstm (any other: 404 listing these)",
@@ -48,13 +59,22 @@ async def predict(
     body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
     registry: RegistryDep,
     settings: SettingsDep,
+    inference: InferenceDep,
+    request: Request,
+    response: Response,
     backend: Annotated[BackendName | None, Query(
         description="Engine to serve with; default DEFAULT_BACKEND (scratch).",
         openapi_examples={b: {"value": b} for b in ("scratch", "keras")})] = None,
 ) -> PredictResponse:
-    served = registry.backend(arch, (backend or BackendName(settings.default_backend)).value)
+    name = (backend or BackendName(settings.default_backend)).value
+    if arch in ARCHS:
+        request.state.metric_labels = (arch, name)
+    served = registry.backend(arch, name)
     batch = await run_in_threadpool(network_input, served, body, settings)
-    probs = await predict_proba(served, batch)
+    result = await inference.predict_proba(served, batch)
+    response.headers["X-Batch-Size"] = str(result.batch_size)
+    response.headers["X-Batch-Requests"] = str(result.requests)
+    probs = result.probs
     ids = probs.argmax(axis=1)
     return PredictResponse(
         arch=arch, backend=served.name, classes=list(served.classes), model_sha256=served.sha256,

@@ -31,7 +31,7 @@ def test_openapi_operations_never_answer_5xx(weights_dir, registry):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     statuses: Counter = Counter()
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} == {"/predict/{arch}", "/parity", "/health", "/ready", "/models"}
+    assert {op.path for op in operations} == {"/predict/{arch}", "/parity", "/health", "/ready", "/models", "/metrics"}
     with_inputs = {"/predict/{arch}", "/parity"}  # the others take nothing to make invalid
     runs = [(op, m) for op in operations
             for m in ((GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if op.path in with_inputs else (GenerationMode.POSITIVE,))]
