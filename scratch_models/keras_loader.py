@@ -13,6 +13,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from .errors import UnsupportedLayerError
 from .layers import InputLayer, layer_from_keras_config
 from .model import Model, Node
@@ -66,11 +68,6 @@ def _args(value):
     return value
 
 
-def _scratch_layer(keras_layer, class_name: str, config: dict):
-    layer = layer_from_keras_config(class_name, config)
-    return layer
-
-
 def from_keras(keras_model) -> Model:
     """A scratch ``Model`` with the same graph and weights as a live Keras model (Sequential or Functional)."""
     if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
@@ -88,13 +85,12 @@ def from_keras(keras_model) -> Model:
         layers = []
         for klayer in keras_model.layers:
             _refuse_nested(klayer)
-            layers.append(_scratch_layer(klayer, type(klayer).__name__, klayer.get_config()))
+            layers.append(layer_from_keras_config(type(klayer).__name__, klayer.get_config()))
         model = Model.sequential(input_layer, layers, name=keras_model.name)
     else:
         inputs, layers, nodes = [], {}, []
         for spec in config["layers"]:
-            name, cls_name = spec["config"]["name"] if "name" in spec["config"] else spec["name"], spec["class_name"]
-            name = spec.get("name", name)
+            name, cls_name = spec.get("name") or spec["config"]["name"], spec["class_name"]
             if cls_name == "InputLayer":
                 inputs.append(InputLayer(shape=shape, dtype=str(dtype), name=name))
                 continue
@@ -104,7 +100,7 @@ def from_keras(keras_model) -> Model:
             else:
                 klayer = keras_model.get_layer(name)
                 _refuse_nested(klayer)
-                layers[name] = _scratch_layer(klayer, cls_name, klayer.get_config())
+                layers[name] = layer_from_keras_config(cls_name, klayer.get_config())
             for index, inbound in enumerate(spec.get("inbound_nodes", [])):
                 if isinstance(inbound, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
                     args = _args(inbound.get("args", []))
@@ -121,6 +117,8 @@ def from_keras(keras_model) -> Model:
         if len(inputs) != 1:
             raise UnsupportedLayerError(keras_model.name, class_name, f"{len(inputs)} input layers")
         model = Model(inputs, layers, nodes, outputs, keras_model.name).build()
+    if any(getattr(layer, "dtype", None) == np.float64 for layer in model.layers.values()):
+        model.astype(np.float64)  # a float64 Keras model computes in float64 here too
     model.set_weights(_keras_weights_in_order(keras_model, model))
     return model
 
