@@ -70,6 +70,7 @@ class Model:
     name: str = "model"
     vectorizer: Any = None  # TextVectorizer for text models
     built: bool = field(default=False, init=False)
+    dtype: np.dtype = field(default=np.dtype(np.float32), init=False)  # of weights, inputs and outputs
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -173,7 +174,7 @@ class Model:
             return x.astype(np.int64, copy=False)
         if x.dtype.kind != "f":
             raise ValueError(f"Expected floating-point input (dtype float32), received dtype {x.dtype}")
-        x = x.astype(np.float32, copy=False)
+        x = x.astype(self.dtype, copy=False)
         if not np.isfinite(x).all():
             bad = np.argwhere(~np.isfinite(x))[0]
             raise ValueError(f"Expected finite values, received {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
@@ -206,8 +207,8 @@ class Model:
         if batch_size <= 0:
             raise ValueError(f"Expected a positive integer for `batch_size`, received: {batch_size}")
         if len(x) <= batch_size:
-            return np.asarray(self(x), np.float32)
-        return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).astype(np.float32)
+            return np.asarray(self(x), self.dtype)
+        return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).astype(self.dtype)
 
     # -- training (scratch_models.training) ------------------------------------------------------
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy") -> None:
@@ -229,6 +230,17 @@ class Model:
         return training.evaluate(self, x, y, batch_size)
 
     # -- weights --------------------------------------------------------------------------------
+    def astype(self, dtype) -> "Model":
+        """Cast every weight to ``dtype`` (float32, the default, or float64) and compute in it:
+        ``check_input`` casts float inputs to it and ``predict`` returns it. Call it before ``compile``
+        (optimizer slots take the dtype of the weights at the first step)."""
+        from .layers.base import check_float_dtype
+        self.dtype = check_float_dtype(dtype)
+        for layer in self.layers.values():
+            if not isinstance(layer, Op):
+                layer.astype(self.dtype)
+        return self
+
     def weight_layers(self) -> list[Layer]:
         return [l for l in self.layers.values() if not isinstance(l, Op) and l.weights]
 

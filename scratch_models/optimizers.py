@@ -1,11 +1,20 @@
 """SGD, Adam and RMSprop with Keras 3's constructor arguments, defaults and update equations.
 
-An optimizer is apart from the layers: ``opt.step(params, grads)`` updates a list of float32
-arrays in place and keeps one slot per parameter (by position), as Keras keeps one variable per weight.
+An optimizer is apart from the layers: ``opt.step(params, grads)`` updates a list of float32 (or
+float64) arrays in place, computing in each parameter's dtype as Keras does in each variable's, and
+keeps one slot per parameter (by position), as Keras keeps one variable per weight.
 """
 from __future__ import annotations
 
 import numpy as np
+
+
+def keras_cast(value: float, dtype) -> np.generic:
+    """A Python float as Keras' ``ops.cast(value, variable.dtype)`` makes it on TensorFlow: through a
+    float32 tensor (0.999 becomes 0.99900001287 in float64). Keras casts so the learning rate (a
+    float32 variable by default), SGD's momentum and Adam's betas; other constants (``1 - beta_1``,
+    ``rho``, ``epsilon``) enter its equations as exact Python floats, converted to the variable's dtype."""
+    return np.dtype(dtype).type(np.float32(value))
 
 
 class Optimizer:
@@ -16,7 +25,10 @@ class Optimizer:
         self.iterations = 0
         self.slots: list[dict[str, np.ndarray]] | None = None
 
-    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray], grad_squares: list | None = None) -> None:
+        """One update of every parameter. ``grad_squares[i]``, when given and not None, is what stands
+        for ``grads[i]**2`` in the second moments (Keras squares an Embedding's sparse gradient
+        row by row, see ``Embedding.backward``)."""
         if len(params) != len(grads):
             raise ValueError(f"Expected one gradient per parameter ({len(params)}), received {len(grads)}")
         if self.slots is None:
@@ -24,15 +36,17 @@ class Optimizer:
         elif len(self.slots) != len(params):
             raise ValueError(f"This optimizer was started on {len(self.slots)} parameters, received {len(params)}")
         self.iterations += 1
-        for p, g, s in zip(params, grads, self.slots):
+        for p, g, s, g2 in zip(params, grads, self.slots, grad_squares or [None] * len(params)):
             if g.shape != p.shape:
                 raise ValueError(f"Gradient of shape {g.shape} for a parameter of shape {p.shape}")
-            self.update(p, g.astype(np.float32, copy=False), s)
+            g = g.astype(p.dtype, copy=False)
+            self.update(p, g, s, None if g2 is None else g2.astype(p.dtype, copy=False))
 
     def init_slots(self, p: np.ndarray) -> dict[str, np.ndarray]:
         return {}
 
-    def update(self, p: np.ndarray, g: np.ndarray, s: dict) -> None:
+    def update(self, p: np.ndarray, g: np.ndarray, s: dict, g2: np.ndarray) -> None:
+        """Update ``p`` in place from its gradient ``g``, its slots ``s`` and ``g2`` (None: ``g*g``)."""
         raise NotImplementedError
 
 
@@ -48,16 +62,16 @@ class SGD(Optimizer):
     def init_slots(self, p):
         return {"m": np.zeros_like(p)} if self.momentum else {}
 
-    def update(self, p, g, s):
-        lr = np.float32(self.learning_rate)
+    def update(self, p, g, s, g2):
+        lr, momentum = keras_cast(self.learning_rate, p.dtype), keras_cast(self.momentum, p.dtype)
         if not self.momentum:
             p -= lr * g
             return
         m = s["m"]
-        m *= np.float32(self.momentum)
+        m *= momentum
         m -= lr * g
         if self.nesterov:
-            p += np.float32(self.momentum) * m - lr * g
+            p += momentum * m - lr * g
         else:
             p += m
 
@@ -79,17 +93,18 @@ class Adam(Optimizer):
             slots["v_hat"] = np.zeros_like(p)
         return slots
 
-    def update(self, p, g, s):
+    def update(self, p, g, s, g2):
         t = self.iterations
-        b1, b2 = np.float32(self.beta_1), np.float32(self.beta_2)
-        lr_t = np.float32(self.learning_rate) * np.sqrt(1 - b2 ** np.float32(t)) / (1 - b1 ** np.float32(t))
+        dt = p.dtype.type
+        b1, b2 = keras_cast(self.beta_1, p.dtype), keras_cast(self.beta_2, p.dtype)
+        lr_t = keras_cast(self.learning_rate, p.dtype) * np.sqrt(1 - b2 ** dt(t)) / (1 - b1 ** dt(t))
         m, v = s["m"], s["v"]
-        m += (g - m) * (1 - b1)
-        v += (g * g - v) * (1 - b2)
+        m += (g - m) * dt(1 - self.beta_1)  # not 1 - b1: Keras subtracts in Python floats
+        v += ((g * g if g2 is None else g2) - v) * dt(1 - self.beta_2)
         if self.amsgrad:
             np.maximum(s["v_hat"], v, out=s["v_hat"])
             v = s["v_hat"]
-        p -= lr_t * m / (np.sqrt(v) + np.float32(self.epsilon))
+        p -= lr_t * m / (np.sqrt(v) + dt(self.epsilon))
 
 
 class RMSprop(Optimizer):
@@ -108,18 +123,20 @@ class RMSprop(Optimizer):
             slots["g_avg"] = np.zeros_like(p)
         return slots
 
-    def update(self, p, g, s):
-        rho, lr = np.float32(self.rho), np.float32(self.learning_rate)
+    def update(self, p, g, s, g2):
+        dt = p.dtype.type
+        rho, one_minus_rho, epsilon = dt(self.rho), dt(1 - self.rho), dt(self.epsilon)
+        lr = keras_cast(self.learning_rate, p.dtype)
         v = s["v"]
-        v[...] = rho * v + (1 - rho) * g * g
+        v[...] = rho * v + one_minus_rho * (g * g if g2 is None else g2)
         if self.centered:
-            s["g_avg"][...] = rho * s["g_avg"] + (1 - rho) * g
-            denominator = v - s["g_avg"] ** 2 + np.float32(self.epsilon)
+            s["g_avg"][...] = rho * s["g_avg"] + one_minus_rho * g
+            denominator = v - s["g_avg"] ** 2 + epsilon
         else:
-            denominator = v + np.float32(self.epsilon)
+            denominator = v + epsilon
         increment = lr * g / np.sqrt(denominator)
         if self.momentum:
-            s["m"][...] = np.float32(self.momentum) * s["m"] + increment
+            s["m"][...] = dt(self.momentum) * s["m"] + increment
             p -= s["m"]
         else:
             p -= increment

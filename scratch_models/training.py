@@ -110,7 +110,8 @@ def train_step(model: Model, x, y) -> float:
         backward(model, setup.loss.gradient(y, probs))
     params = trainable_params(model)
     loss += add_regularization(params)
-    setup.optimizer.step([layer.weights[k] for layer, k in params], [layer.grads[k] for layer, k in params])
+    setup.optimizer.step([layer.weights[k] for layer, k in params], [layer.grads[k] for layer, k in params],
+                         [layer.grad_squares.get(k) for layer, k in params])
     model.last_batch_accuracy = float((probs.argmax(1) == y).mean())
     return loss
 
@@ -124,7 +125,8 @@ def add_regularization(params) -> float:
             continue
         w = layer.weights[key]
         penalty += reg["l1"] * float(np.abs(w).sum()) + reg["l2"] * float(np.square(w).sum())
-        layer.grads[key] = layer.grads[key] + np.float32(reg["l1"]) * np.sign(w) + np.float32(2 * reg["l2"]) * w
+        layer.grads[key] = layer.grads[key] + w.dtype.type(reg["l1"]) * np.sign(w) + w.dtype.type(2 * reg["l2"]) * w
+        layer.grad_squares.pop(key, None)  # a sparse gradient plus a dense one is dense in TensorFlow
     return penalty
 
 

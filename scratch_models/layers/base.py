@@ -81,10 +81,25 @@ def dtype_policy_name(dtype) -> str | None:
     return dtype
 
 
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_float_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"Expected `dtype` float32 or float64, received: {dtype}")
+    return dtype
+
+
 class Layer:
-    """Base class: weights as an ordered dict of float32 arrays named as in Keras."""
+    """Base class: weights as an ordered dict of arrays named as in Keras, all of ``self.dtype``.
+
+    ``dtype`` is float32 unless ``astype`` changes it (float64 for gradient checks); the layers with
+    weights compute in it, the others in the dtype of their input.
+    """
 
     supports_masking: ClassVar[bool] = False
+    dtype: np.dtype = np.dtype(np.float32)
     #: Keras config options this class understands, with the values it reproduces (None: any value).
     options: ClassVar[dict[str, Any]] = {}
 
@@ -92,6 +107,8 @@ class Layer:
         self.name = name or type(self).__name__.lower()
         self.weights: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}  # filled by backward, same keys as weights
+        # What Keras' optimizers square as g² where that is not grads[key]**2 (Embedding: see there).
+        self.grad_squares: dict[str, np.ndarray] = {}
         self.cache = None  # what forward(training=True) keeps for backward
         self.regularizers: dict[str, dict[str, float]] = {}  # weight key -> {"l1": .., "l2": ..} (training only)
         self.built = False
@@ -104,8 +121,8 @@ class Layer:
         """Build from a Keras ``layer.get_config()``, refusing any option we do not reproduce."""
         name = config.get("name", cls.__name__.lower())
         policy = dtype_policy_name(config.get("dtype"))
-        if policy not in (None, "float32", "int32", "int64"):
-            raise UnsupportedLayerError(name, cls.__name__, f"dtype policy {policy!r} (only float32)")
+        if policy not in (None, "float32", "float64", "int32", "int64"):
+            raise UnsupportedLayerError(name, cls.__name__, f"dtype policy {policy!r} (float32 or float64 only)")
         kwargs = {}
         for key, value in config.items():
             if key in IGNORED_KEYS:
@@ -119,6 +136,8 @@ class Layer:
                 raise UnsupportedLayerError(name, cls.__name__, f"`{key}`={value!r} (supported: {allowed})")
             kwargs[key] = value
         layer = cls(name=name, **cls._adapt_keras_kwargs(kwargs))
+        if policy == "float64":
+            layer.dtype = np.dtype(np.float64)
         layer.regularizers = keras_regularizers(config, name, cls.__name__)
         return layer
 
@@ -140,7 +159,7 @@ class Layer:
         """Create zero weights of the right shapes for ``input_shape``; return the output shape."""
         self.input_shape = input_shape
         shapes = self.weight_shapes(input_shape)
-        self.weights = {k: np.zeros(s, np.float32) for k, s in shapes.items()}
+        self.weights = {k: np.zeros(s, self.dtype) for k, s in shapes.items()}
         self.output_shape = self.compute_output_shape(input_shape)
         self.built = True
         return self.output_shape
@@ -163,7 +182,13 @@ class Layer:
             if new.shape != old.shape:
                 raise ValueError(f"Layer {self.name!r} weight `{key}`: expected shape {old.shape}, "
                                  f"received {new.shape}")
-            self.weights[key] = np.ascontiguousarray(new, dtype=np.float32)
+            self.weights[key] = np.ascontiguousarray(new, dtype=self.dtype)
+
+    def astype(self, dtype) -> "Layer":
+        """Cast the weights to ``dtype`` (float32 or float64) and compute in it from now on."""
+        self.dtype = check_float_dtype(dtype)
+        self.weights = {k: np.ascontiguousarray(w, dtype=self.dtype) for k, w in self.weights.items()}
+        return self
 
     def count_params(self) -> int:
         return int(sum(w.size for w in self.weights.values()))

@@ -66,6 +66,13 @@ class Bidirectional(Layer):
         self.weights = {f"forward/{k}": v for k, v in self.forward_layer.weights.items()}
         self.weights.update({f"backward/{k}": v for k, v in self.backward_layer.weights.items()})
 
+    def astype(self, dtype) -> "Bidirectional":
+        super().astype(dtype)
+        self.forward_layer.astype(dtype)
+        self.backward_layer.astype(dtype)
+        self.set_weights(self.forward_layer.get_weights() + self.backward_layer.get_weights())
+        return self
+
     def forward(self, x, mask=None, training=False):
         y_fw = self.forward_layer.forward(x, mask, training)
         y_bw = self.backward_layer.forward(x, mask, training)

@@ -106,7 +106,7 @@ class Conv2D(Layer):
         _, ho, wo, _ = self.compute_output_shape((n, *x.shape[1:]))
         if ho <= 0 or wo <= 0:
             raise ValueError(f"Conv2D {self.name!r}: input {x.shape[1:3]} is smaller than the kernel {self.kernel_size}")
-        out = np.empty((n, ho, wo, self.filters), np.float32)
+        out = np.empty((n, ho, wo, self.filters), self.dtype)
         per_item = ho * wo * k2d.shape[0]
         step = max(1, IM2COL_CHUNK_ELEMENTS // per_item)
         for start in range(0, n, step):  # chunks of the batch, not items: bounded memory
@@ -134,7 +134,7 @@ class Conv2D(Layer):
         if self.use_bias:
             self.grads["bias"] = d2.sum(axis=0)
         dcols = (d2 @ k2d.T).reshape(*dz.shape[:3], kh * kw, cin)
-        dxp = np.zeros(c.xp.shape, np.float32)
+        dxp = np.zeros(c.xp.shape, self.dtype)
         for k, region in window_offsets(self.kernel_size, self.strides, c.out_hw):  # col2im
             dxp[region] += dcols[:, :, :, k]
         pt, _, pl, _ = same_pads(c.x_shape, self.kernel_size, self.strides, self.padding)

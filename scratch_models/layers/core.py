@@ -137,7 +137,7 @@ class LeakyReLU(Layer):
         return activations.leaky_relu(x, self.negative_slope)
 
     def backward(self, dout):
-        return np.where(self.cache.x > 0, dout, dout * np.float32(self.negative_slope))
+        return np.where(self.cache.x > 0, dout, dout * dout.dtype.type(self.negative_slope))
 
 
 class Softmax(Layer):

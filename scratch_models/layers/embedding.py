@@ -51,10 +51,20 @@ class Embedding(Layer):
         return self.weights["embeddings"][ids]
 
     def backward(self, dout):
-        """Only the rows of the ids used receive gradient (summed over repeats); ids get none."""
+        """dout: (N, T, output_dim). Only the rows of the ids used receive gradient (summed over
+        repeats); ids get none.
+
+        TensorFlow gives this gradient as ``IndexedSlices`` (one row per occurrence, repeats not
+        summed) and Keras' Adam/RMSprop square it row by row before summing, so their g² is
+        ``Σ g_i²`` over the repeats of an id, not ``(Σ g_i)²``: kept in ``grad_squares``.
+        """
+        ids, rows = self.cache.ids.reshape(-1), dout.reshape(-1, self.output_dim)
         grad = np.zeros_like(self.weights["embeddings"])
-        np.add.at(grad, self.cache.ids.reshape(-1), dout.reshape(-1, self.output_dim))
+        np.add.at(grad, ids, rows)
+        squares = np.zeros_like(grad)
+        np.add.at(squares, ids, rows * rows)
         self.grads = {"embeddings": grad}
+        self.grad_squares = {"embeddings": squares}
         return None
 
     def compute_mask(self, x, mask):

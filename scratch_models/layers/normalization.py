@@ -46,20 +46,20 @@ class BatchNormalization(Layer):
         if training:  # batch statistics; the moving ones move towards them (biased variance, as Keras)
             mean = x.mean(axis=axes)
             var = np.square(x - mean).mean(axis=axes)
-            m = np.float32(self.momentum)
+            m = self.dtype.type(self.momentum)
             self.weights["moving_mean"] = self.weights["moving_mean"] * m + mean * (1 - m)
             self.weights["moving_variance"] = self.weights["moving_variance"] * m + var * (1 - m)
         else:
             mean, var = self.weights["moving_mean"], self.weights["moving_variance"]
         # Same order of operations as Keras: (x - mean) * (gamma / sqrt(var + eps)) + beta.
-        inv = 1.0 / np.sqrt(var + np.float32(self.epsilon))
+        inv = 1.0 / np.sqrt(var + self.dtype.type(self.epsilon))
         x_hat_scale = inv * self.weights["gamma"] if self.scale else inv
         out = (x - mean) * x_hat_scale
         if self.center:
             out = out + self.weights["beta"]
         if training:
             self.cache = Cache(x_hat=(x - mean) * inv, inv=inv, axes=axes)
-        return out.astype(np.float32, copy=False)
+        return out.astype(self.dtype, copy=False)
 
     def backward(self, dout):
         """Through the batch statistics: dx = inv/n * (n*dx̂ - Σdx̂ - x̂ Σ(dx̂ x̂))."""
@@ -72,5 +72,5 @@ class BatchNormalization(Layer):
             self.grads["beta"] = dout.sum(axis=c.axes)
         self.grads["moving_mean"] = np.zeros_like(self.weights["moving_mean"])
         self.grads["moving_variance"] = np.zeros_like(self.weights["moving_variance"])
-        n = np.float32(np.prod([dout.shape[a] for a in c.axes]))
+        n = self.dtype.type(np.prod([dout.shape[a] for a in c.axes]))
         return (c.inv / n) * (n * dx_hat - dx_hat.sum(axis=c.axes) - c.x_hat * (dx_hat * c.x_hat).sum(axis=c.axes))

@@ -35,11 +35,11 @@ class _Pooling2D(Layer):
         return None
 
 
-    def _scatter(self, x_shape, dwin: "callable", out_hw) -> np.ndarray:
+    def _scatter(self, x_shape, dwin: "callable", out_hw, dtype) -> np.ndarray:
         """col2im for pooling: add ``dwin(k)`` (N, Ho, Wo, C) of every window offset k into dx."""
         pt, pb, pl, pr = same_pads(x_shape, self.pool_size, self.strides, self.padding)
         n, h, w, c = x_shape
-        dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), np.float32)
+        dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype)
         for k, region in window_offsets(self.pool_size, self.strides, out_hw):
             dxp[region] += dwin(k)
         return dxp[:, pt:pt + h, pl:pl + w]
@@ -65,7 +65,7 @@ class MaxPooling2D(_Pooling2D):
 
     def backward(self, dout):
         c = self.cache
-        return self._scatter(c.x_shape, lambda k: dout * (c.argmax == k), dout.shape[1:3])
+        return self._scatter(c.x_shape, lambda k: dout * (c.argmax == k), dout.shape[1:3], dout.dtype)
 
 
 class AveragePooling2D(_Pooling2D):
@@ -80,14 +80,14 @@ class AveragePooling2D(_Pooling2D):
             self.cache = Cache(x_shape=x.shape)
         tiles = self._tiles(x)
         if tiles is not None:
-            return tiles.mean(axis=(2, 4), dtype=np.float32)
+            return tiles.mean(axis=(2, 4), dtype=x.dtype)
         xp = pad_images(x, self.pool_size, self.strides, self.padding)
-        sums = windows(xp, self.pool_size, self.strides).sum(axis=(-2, -1), dtype=np.float32)
+        sums = windows(xp, self.pool_size, self.strides).sum(axis=(-2, -1), dtype=x.dtype)
         return sums / self._counts(x.shape)
 
     def backward(self, dout):
         share = dout / self._counts(self.cache.x_shape)
-        return self._scatter(self.cache.x_shape, lambda k: share, dout.shape[1:3])
+        return self._scatter(self.cache.x_shape, lambda k: share, dout.shape[1:3], share.dtype)
 
 
 class _GlobalPooling(Layer):
@@ -127,12 +127,12 @@ class GlobalAveragePooling2D(_GlobalPooling):
     def forward(self, x, mask=None, training=False):
         if training:
             self.cache = Cache(x_shape=x.shape)
-        return x.mean(axis=self.axes, keepdims=self.keepdims, dtype=np.float32)
+        return x.mean(axis=self.axes, keepdims=self.keepdims, dtype=x.dtype)
 
     def backward(self, dout):
         shape = self.cache.x_shape
         d = dout if self.keepdims else np.expand_dims(dout, self.axes)
-        return np.broadcast_to(d / np.float32(shape[1] * shape[2]), shape).astype(np.float32)
+        return np.broadcast_to(d / d.dtype.type(shape[1] * shape[2]), shape).astype(d.dtype)
 
 
 class GlobalMaxPooling1D(_GlobalPooling):
@@ -154,17 +154,17 @@ class GlobalAveragePooling1D(_GlobalPooling):
     supports_masking = True
 
     def forward(self, x, mask=None, training=False):
-        m = np.ones((*x.shape[:2], 1), np.float32) if mask is None else mask.astype(np.float32)[:, :, None]
+        m = np.ones((*x.shape[:2], 1), x.dtype) if mask is None else mask.astype(x.dtype)[:, :, None]
         if training:
             self.cache = Cache(m=m)
         if mask is None:
-            return x.mean(axis=1, keepdims=self.keepdims, dtype=np.float32)
+            return x.mean(axis=1, keepdims=self.keepdims, dtype=x.dtype)
         return (x * m).sum(axis=1, keepdims=self.keepdims) / m.sum(axis=1, keepdims=self.keepdims)
 
     def backward(self, dout):
         m = self.cache.m  # (N, T, 1)
         d = dout if self.keepdims else dout[:, None, :]
-        return (d * m / m.sum(axis=1, keepdims=True)).astype(np.float32)
+        return (d * m / m.sum(axis=1, keepdims=True)).astype(d.dtype)
 
     def compute_mask(self, x, mask):
         return None
@@ -173,5 +173,5 @@ class GlobalAveragePooling1D(_GlobalPooling):
 def _max_backward(x: np.ndarray, dout: np.ndarray, axes: tuple, keepdims: bool) -> np.ndarray:
     """Gradient of a reduce-max: shared equally by tied maxima, as TensorFlow's."""
     d = dout if keepdims else np.expand_dims(dout, axes)
-    is_max = (x == x.max(axis=axes, keepdims=True)).astype(np.float32)
+    is_max = (x == x.max(axis=axes, keepdims=True)).astype(x.dtype)
     return d * is_max / is_max.sum(axis=axes, keepdims=True)

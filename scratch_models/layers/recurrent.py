@@ -60,7 +60,7 @@ class _Recurrent(Layer):
         return mask if self.return_sequences else None
 
     def initial_state(self, n: int) -> tuple[np.ndarray, ...]:
-        return (np.zeros((n, self.units), np.float32),)
+        return (np.zeros((n, self.units), self.dtype),)
 
     def step(self, xw_t: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple, object]:
         """One time step: projected input (N, gates*units) and state -> (output (N, units), new state,
@@ -77,7 +77,7 @@ class _Recurrent(Layer):
             return self._forward(x, mask, training)
 
     def _forward(self, x, mask, training):
-        x = np.asarray(x, np.float32)
+        x = np.asarray(x, self.dtype)
         n, t, _ = x.shape
         if self.go_backwards:
             x = x[:, ::-1]
@@ -86,8 +86,8 @@ class _Recurrent(Layer):
         if self.use_bias:
             xw += self.weights["bias"]
         state = self.initial_state(n)
-        output = np.zeros((n, self.units), np.float32)
-        outputs = np.empty((n, t, self.units), np.float32) if self.return_sequences else None
+        output = np.zeros((n, self.units), self.dtype)
+        outputs = np.empty((n, t, self.units), self.dtype) if self.return_sequences else None
         states, saved_steps = [state], []
         for i in range(t):
             new_output, new_state, saved = self.step(xw[:, i], state)
@@ -98,7 +98,7 @@ class _Recurrent(Layer):
                 keep = mask[:, i, None]
                 state = tuple(np.where(keep, new, old) for new, old in zip(new_state, state))
                 output = np.where(keep, new_output, output)
-                step_output = np.where(keep, new_output, 0).astype(np.float32) if self.zero_output_for_mask else output
+                step_output = np.where(keep, new_output, 0).astype(self.dtype) if self.zero_output_for_mask else output
             if outputs is not None:
                 outputs[:, i] = step_output
             if training:
@@ -117,7 +117,7 @@ class _Recurrent(Layer):
         c = self.cache
         n, t, _ = c.x.shape
         self.grads = {"kernel": None, "recurrent_kernel": np.zeros_like(self.weights["recurrent_kernel"])}
-        dxw = np.empty((n, t, self.gates * self.units), np.float32)
+        dxw = np.empty((n, t, self.gates * self.units), self.dtype)
         dstate = tuple(np.zeros_like(s) for s in c.states[0])
         for i in reversed(range(t)):
             d_out = dout[:, i] if self.return_sequences else (dout if i == t - 1 else 0)
@@ -182,7 +182,7 @@ class LSTM(_Recurrent):
         return {**super().get_config(), "recurrent_activation": self.recurrent_activation}
 
     def initial_state(self, n):
-        return (np.zeros((n, self.units), np.float32), np.zeros((n, self.units), np.float32))
+        return (np.zeros((n, self.units), self.dtype), np.zeros((n, self.units), self.dtype))
 
     def step(self, xw_t, state):
         h, c_prev = state

@@ -35,7 +35,7 @@ class Dropout(Layer):
             self.cache = Cache(scale=None)
             return x
         keep = self.rng.random(self.noise_shape(x)) >= self.rate
-        scale = keep.astype(np.float32) / np.float32(1 - self.rate)
+        scale = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
         self.cache = Cache(scale=scale)
         return x * scale
 
@@ -65,7 +65,7 @@ class GaussianDropout(Dropout):
             self.cache = Cache(scale=None)
             return x
         std = np.sqrt(self.rate / (1 - self.rate))
-        scale = (1 + std * self.rng.standard_normal(x.shape)).astype(np.float32)
+        scale = (1 + std * self.rng.standard_normal(x.shape)).astype(x.dtype)
         self.cache = Cache(scale=scale)
         return x * scale
 
@@ -82,8 +82,8 @@ class AlphaDropout(Dropout):
         keep = self.rng.random(x.shape) >= self.rate
         a = ((1 - self.rate) * (1 + self.rate * self.ALPHA_P ** 2)) ** -0.5
         b = -a * self.ALPHA_P * self.rate
-        self.cache = Cache(scale=(a * keep).astype(np.float32))
-        return (a * np.where(keep, x, self.ALPHA_P) + b).astype(np.float32)
+        self.cache = Cache(scale=(a * keep).astype(x.dtype))
+        return (a * np.where(keep, x, self.ALPHA_P) + b).astype(x.dtype)
 
 
 class GaussianNoise(Layer):
@@ -103,7 +103,7 @@ class GaussianNoise(Layer):
     def forward(self, x, mask=None, training=False):
         if not training:
             return x
-        return (x + self.stddev * self.rng.standard_normal(x.shape)).astype(np.float32)
+        return (x + self.stddev * self.rng.standard_normal(x.shape)).astype(x.dtype)
 
     def backward(self, dout):
         return dout
