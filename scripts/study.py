@@ -404,20 +404,21 @@ def write_report(alpha: float = 0.05, seeds_override=None) -> dict:
         for key, title, levels in spec["factors"]:
             lines += [f"### {title}", "",
                       "| variant | n | test macro-F1 (mean ± std) | test accuracy | reference macro-F1 (1 run) "
-                      "| params | training time (s) | epochs run (best) | scratch agreement / max abs Δp |",
-                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| params | training time (s) | epochs run (best) | lowest val loss | scratch agreement / max abs Δp |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for level, variant in levels:
                 rs = runs_by_variant.get(variant, [])
                 ref = REFERENCE[arch][key].get(level)
                 if not rs:
                     lines.append(f"| {level} | 0 | not run yet | – | {f'{ref:.4f}' if ref is not None else '–'} "
-                                 "| – | – | – | – |")
+                                 "| – | – | – | – | – |")
                     continue
                 lines.append(
                     f"| {level} | {len(rs)} | {fmt_ms([r['test_macro_f1'] for r in rs])} | "
                     f"{fmt_ms([r['test_accuracy'] for r in rs])} | {f'{ref:.4f}' if ref is not None else '–'} | "
                     f"{rs[0]['params']:,} | {np.mean([r['train_seconds'] for r in rs]):.0f} | "
                     f"{np.mean([r['epochs_run'] for r in rs]):.1f} ({np.mean([r['best_epoch'] for r in rs]):.1f}) | "
+                    f"{fmt_ms([min(r['history']['val_loss']) for r in rs], 3)} | "
                     f"{min(r['scratch']['agreement'] for r in rs):.4f} / "
                     f"{max(r['scratch']['max_abs_prob_diff'] for r in rs):.1e} |")
             fig = FIGURES_DIR / f"study_{arch}_{key}.png"
