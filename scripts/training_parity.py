@@ -99,12 +99,17 @@ MODELS = {"cnn": make_cnn, "text": make_text}
 def build(name: str, dtype: str = "float32", seed: int = 0):
     """(Keras model computing in ``dtype``, x, y) of ``MODELS[name]``."""
     import keras
-    old = keras.config.floatx()
+    old_floatx, old_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)  # Keras caches the policy from floatx at its first layer
     try:
-        return MODELS[name](seed)
+        model, x, y = MODELS[name](seed)
     finally:
-        keras.config.set_floatx(old)
+        keras.config.set_floatx(old_floatx)
+        keras.config.set_dtype_policy(old_policy)
+    if model.compute_dtype != dtype:
+        raise RuntimeError(f"{model.name} computes in {model.compute_dtype}, expected {dtype}")
+    return model, x, y
 
 
 def run_parity(keras_model, x, y, steps: int = STEPS, batch_size: int = BATCH_SIZE,
@@ -119,8 +124,9 @@ def run_parity(keras_model, x, y, steps: int = STEPS, batch_size: int = BATCH_SI
 
     scratch = scratch_models.from_keras(keras_model)
     scratch.compile(Adam(learning_rate), "sparse_categorical_crossentropy")
-    keras_model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                        jit_compile=False)
+    # The loss in the model's dtype (a Keras loss computes in floatx unless told otherwise).
+    keras_model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=False,
+                        loss=keras.losses.SparseCategoricalCrossentropy(dtype=keras_model.compute_dtype))
     keras_losses, scratch_losses, per_step, keras_seconds, scratch_seconds = [], [], [], 0.0, 0.0
     for idx in batches(len(x), steps, batch_size, seed):
         t0 = time.perf_counter()

@@ -22,14 +22,17 @@ def rel_error(a, b) -> float:
 
 @contextlib.contextmanager
 def floatx(dtype: str):
-    """Keras layers created inside compute (and keep their weights) in ``dtype``."""
+    """Keras layers created inside compute (and keep their weights) in ``dtype``. Both floatx and the
+    global dtype policy are set: Keras caches the policy from floatx at the first layer it builds."""
     import keras
-    old = keras.config.floatx()
+    old_floatx, old_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
     try:
         yield
     finally:
-        keras.config.set_floatx(old)
+        keras.config.set_floatx(old_floatx)
+        keras.config.set_dtype_policy(old_policy)
 
 
 def randomize(klayer, rng: np.random.Generator, scale: float = 0.5) -> None:
@@ -91,9 +94,9 @@ def compare_layer(make_layer, x, dtype: str, mask=None, seed: int = 0) -> dict[s
     with floatx(dtype):
         klayer = make_layer()
         klayer.build(x.shape)
+    assert klayer.compute_dtype == dtype, (klayer.compute_dtype, dtype)
     randomize(klayer, rng)
     layer = scratch_twin(klayer, x.shape, dtype)
-    y_k, dx_k, gw_k = None, None, None
     # The upstream gradient has the output's shape: one inference call gives it.
     probe = klayer(x, training=False, **({} if mask is None else {"mask": mask}))
     dout = rng.normal(size=tuple(probe.shape)).astype(dtype)
