@@ -216,6 +216,7 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
     pred = probs.argmax(1)
     metrics = {"accuracy": float((pred == ys["test"]).mean()),
                "macro_f1": float(f1_score(ys["test"], pred, average="macro"))}
+    valid_metrics = split_metrics(model.predict(xs["valid"], batch_size=256, verbose=0), ys["valid"])
     # Save without optimizer state: a fresh, uncompiled copy holding the best weights.
     clean = build_keras_model(cfg["layers"], input_shape, input_dtype)
     clean.set_weights(model.get_weights())
@@ -228,12 +229,66 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
               "train_subset": train_subset,
               "epochs_run": len(history["loss"]), "best_epoch": int(np.argmin(history["val_loss"])) + 1,
               "train_seconds": train_seconds, "params": int(clean.count_params()),
-              "test_metrics_keras": metrics, "data_source": data.source,
+              "test_metrics_keras": metrics, "valid_metrics_keras": valid_metrics, "data_source": data.source,
               "split": {s: int(len(getattr(data, s))) for s in ("train", "valid", "test")}, **extra}
     atomic_write_json(run_dir / "result.json", result)
     print(f"[train] {arch} seed {seed}: test accuracy {metrics['accuracy']:.4f}, macro-F1 "
           f"{metrics['macro_f1']:.4f}, {train_seconds / 60:.1f} min", flush=True)
     return run_dir
+
+
+def split_metrics(probs, y) -> dict:
+    """Accuracy, macro-F1 and mean cross-entropy of predicted probabilities against integer labels."""
+    from sklearn.metrics import f1_score
+    probs, y = np.asarray(probs, dtype=np.float64), np.asarray(y)
+    pred = probs.argmax(1)
+    return {"accuracy": float((pred == y).mean()), "macro_f1": float(f1_score(y, pred, average="macro")),
+            "loss": float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))}
+
+
+def run_valid_metrics(run_dir: Path, data_dir: str | None = None) -> dict:
+    """The validation metrics of a finished run (recomputed from its saved model for runs cached
+    before ``result.json`` recorded them)."""
+    result = json.loads((run_dir / "result.json").read_text())
+    if "valid_metrics_keras" in result:
+        return result["valid_metrics_keras"]
+    import keras
+    data = load_dataset_for(result["arch"], data_dir)
+    if result["arch"] == "cnn":
+        x = data.valid.x
+    else:
+        vec_cfg = json.loads((run_dir / "vectorizer.json").read_text())
+        vec = keras.layers.TextVectorization(max_tokens=vec_cfg["max_tokens"], vocabulary=vec_cfg["vocabulary"][2:],
+                                             output_sequence_length=vec_cfg["output_sequence_length"])
+        x = np.asarray(vec(list(data.valid.x)), dtype=np.int32)
+    model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    return split_metrics(model.predict(x, batch_size=256, verbose=0), data.valid.y)
+
+
+def select_seed_by_valid(arch: str, config_name: str, seeds: list[int], runs_dir: Path = ROOT / "runs",
+                         **train_kwargs) -> Path:
+    """Train (or reuse) one run per seed and return the one with the best VALIDATION macro-F1
+    (ties: lower validation loss, then the smaller seed). The test split plays no part in the
+    choice; every candidate's validation and test numbers are written to the chosen run's
+    ``result.json`` (key ``selection``) and to ``runs/<arch>/<config>-select-seeds<...>.json``."""
+    candidates = []
+    for seed in seeds:
+        run_dir = train(arch, config_name, seed, runs_dir=runs_dir, **train_kwargs)
+        result = json.loads((run_dir / "result.json").read_text())
+        candidates.append({"seed": seed, "run_dir": str(run_dir), "valid": run_valid_metrics(run_dir, train_kwargs.get("data_dir")),
+                           "test": result["test_metrics_keras"], "best_epoch": result["best_epoch"]})
+    best = min(candidates, key=lambda c: (-round(c["valid"]["macro_f1"], 6), c["valid"]["loss"], c["seed"]))
+    selection = {"rule": "best validation macro-F1; ties: lower validation loss, then smaller seed",
+                 "seeds": list(seeds), "chosen_seed": best["seed"], "candidates": candidates}
+    for c in candidates:
+        print(f"[select] seed {c['seed']}: valid macro-F1 {c['valid']['macro_f1']:.4f} loss {c['valid']['loss']:.4f}"
+              f" | test macro-F1 {c['test']['macro_f1']:.4f}" + ("  <- chosen" if c is best else ""), flush=True)
+    chosen = Path(best["run_dir"])
+    result = json.loads((chosen / "result.json").read_text())
+    result["selection"] = selection
+    atomic_write_json(chosen / "result.json", result)
+    atomic_write_json(runs_dir / arch / f"{config_name}-select-seeds{'-'.join(map(str, seeds))}.json", selection)
+    return chosen
 
 
 def main(argv=None) -> None:
@@ -247,10 +302,18 @@ def main(argv=None) -> None:
                    help="train with Keras (default) or with the scratch NumPy engine")
     p.add_argument("--train-subset", type=int, default=None, help="train on the first N training items only")
     p.add_argument("--no-augment", action="store_true", help="turn the CNN's data augmentation off")
+    p.add_argument("--select-seed-by-valid", default=None, metavar="SEEDS",
+                   help="comma-separated seeds (e.g. 0,1,2,3,4): train each (cached) and keep the run with "
+                        "the best validation macro-F1; replaces --seed")
     p.add_argument("--export", action="store_true", help="publish the run to weights/<arch>/")
     args = p.parse_args(argv)
-    run_dir = train(args.arch, args.config, args.seed, args.epochs, args.runs_dir, engine=args.engine,
-                    train_subset=args.train_subset, augment=False if args.no_augment else None)
+    kwargs = dict(epochs=args.epochs, engine=args.engine, train_subset=args.train_subset,
+                  augment=False if args.no_augment else None)
+    if args.select_seed_by_valid:
+        seeds = [int(s) for s in args.select_seed_by_valid.split(",") if s.strip()]
+        run_dir = select_seed_by_valid(args.arch, args.config, seeds, args.runs_dir, **kwargs)
+    else:
+        run_dir = train(args.arch, args.config, args.seed, runs_dir=args.runs_dir, **kwargs)
     if args.export:
         from export import export_run
         export_run(run_dir, ROOT / "weights" / args.arch)
