@@ -102,9 +102,19 @@ CONFIGS: dict[str, dict[str, dict]] = {
     },
     "lstm": {
         # Test macro-F1 0.735 / 0.732 / 0.751 (seeds 0 / 1 / 2): below the 0.76 target.
+        # Validation macro-F1 0.760 / 0.727 / 0.732, validation loss 0.796 / 0.813 / 0.803: selecting
+        # the seed by validation (--select-seed-by-valid 0,1,2) keeps seed 0, test 0.735.
         "default": {**TEXT_DEFAULTS, "max_tokens": 1200,
                     "layers": text_layers(cell="LSTM", units=(64,), embedding_dim=64,
                                           pool="average", dropout=0.5, spatial_dropout=0.2)},
+        # Embedding 128, spatial dropout 0.4. Validation macro-F1 0.746 / 0.716 / 0.753, validation
+        # loss 0.741 / 0.828 / 0.770; test macro-F1 0.750 / 0.728 / 0.756 (seeds 0 / 1 / 2; mean 0.745):
+        # lower validation loss than the default but no seed (nor the validation-selected seed 2) at 0.76.
+        # Not better, seed 0 only: a Dense(64, relu) + Dropout 0.5 head (valid 0.722, test 0.710); the default
+        # at lr 2e-3, batch 64, patience 6 (valid 0.793, test 0.725: 100 validation texts barely rank runs).
+        "emb128_sd04": {**TEXT_DEFAULTS, "max_tokens": 1200,
+                        "layers": text_layers(cell="LSTM", units=(64,), embedding_dim=128,
+                                              pool="average", dropout=0.5, spatial_dropout=0.4)},
     },
 }
 
