@@ -1,4 +1,4 @@
-"""``python -m service``: uvicorn on HOST:PORT with JSON logs (settings from the environment)."""
+"""``python -m service``: uvicorn on HOST:PORT with JSON logs and WORKERS processes (settings from the environment)."""
 from __future__ import annotations
 
 import uvicorn
@@ -10,7 +10,7 @@ from .settings import get_settings
 def main() -> None:
     s = get_settings()
     uvicorn.run("service.app:app", host=s.host, port=s.port, log_config=uvicorn_log_config(s.log_level),
-                access_log=False, proxy_headers=True)
+                access_log=False, proxy_headers=True, workers=s.workers)
 
 
 if __name__ == "__main__":
