@@ -11,12 +11,21 @@ from __future__ import annotations
 import contextlib
 
 
+_controller = None
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: NumPy alone still computes the same numbers
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # optional: NumPy alone still computes the same numbers
+            _controller = False
+        else:  # finding the BLAS libraries reads /proc: do it once, not per call (~1 ms)
+            _controller = ThreadpoolController()
+    if not _controller:
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _controller.limit(limits=1, user_api="blas"):
         yield

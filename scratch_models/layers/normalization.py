@@ -54,9 +54,10 @@ class BatchNormalization(Layer):
         # Same order of operations as Keras: (x - mean) * (gamma / sqrt(var + eps)) + beta.
         inv = 1.0 / np.sqrt(var + self.dtype.type(self.epsilon))
         x_hat_scale = inv * self.weights["gamma"] if self.scale else inv
-        out = (x - mean) * x_hat_scale
+        out = x - mean  # one new buffer, then in place: this layer sits on the hot path of the CNN
+        out *= x_hat_scale
         if self.center:
-            out = out + self.weights["beta"]
+            out += self.weights["beta"]
         if training:
             self.cache = Cache(x_hat=(x - mean) * inv, inv=inv, axes=axes)
         return out.astype(self.dtype, copy=False)

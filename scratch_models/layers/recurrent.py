@@ -89,9 +89,17 @@ class _Recurrent(Layer):
         output = np.zeros((n, self.units), self.dtype)
         outputs = np.empty((n, t, self.units), self.dtype) if self.return_sequences else None
         states, saved_steps = [state], []
+        # Inference shortcut, exact: a step masked for every row changes nothing (the state carries over),
+        # and a step unmasked for every row needs no select. Padding makes many such steps.
+        any_kept = mask.any(axis=0) if mask is not None and not training else None
+        all_kept = mask.all(axis=0) if any_kept is not None else None
         for i in range(t):
+            if any_kept is not None and not any_kept[i]:
+                if outputs is not None:
+                    outputs[:, i] = 0 if self.zero_output_for_mask else output
+                continue
             new_output, new_state, saved = self.step(xw[:, i], state)
-            if mask is None:
+            if mask is None or (all_kept is not None and all_kept[i]):
                 output, state = new_output, new_state
                 step_output = output
             else:
