@@ -28,12 +28,13 @@ def load_result(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def keras_run_for(arch: str, config_name: str, seed: int, scratch_config: dict, runs: Path) -> dict | None:
+def keras_run_for(arch: str, config_name: str, seed: int, scratch_config: dict, runs: Path,
+                  variant: str = "", subset: int | None = None) -> dict | None:
     """The Keras run with the same config and seed: ``<config>-seed<N>``, or any cached run of that seed
     whose recorded config is identical (experiments are cached under their own names)."""
-    for run_dir in [runs / arch / f"{config_name}-seed{seed}", *sorted((runs / arch).glob(f"*-seed{seed}"))]:
+    for run_dir in [runs / arch / f"{config_name}-seed{seed}{variant}", *sorted((runs / arch).glob(f"*-seed{seed}{variant}"))]:
         r = load_result(run_dir)
-        if r and r.get("engine", "keras") == "keras" and not r.get("train_subset") and r["config"] == scratch_config:
+        if r and r.get("engine", "keras") == "keras" and r.get("train_subset") == subset and r["config"] == scratch_config:
             return r
     return None
 
@@ -43,17 +44,20 @@ def main(argv=None) -> None:
     p.add_argument("--arch", nargs="+", default=["rnn", "lstm"])
     p.add_argument("--config", default="default")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--variant", default="", help="run-name suffix of train.py options, e.g. -n10000-noaug")
+    p.add_argument("--name", default="engine_training", help="report file name under reports/")
     p.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
     p.add_argument("--out", type=Path, default=ROOT / "reports")
     args = p.parse_args(argv)
     rows = []
     for arch in args.arch:
         for seed in args.seeds:
-            scratch = load_result(args.runs_dir / arch / f"{args.config}-seed{seed}-scratch")
+            scratch = load_result(args.runs_dir / arch / f"{args.config}-seed{seed}-scratch{args.variant}")
             if scratch is None:
                 print(f"[compare] {arch} seed {seed}: no scratch run (train.py --arch {arch} --engine scratch --seed {seed})")
                 continue
-            keras = keras_run_for(arch, args.config, seed, scratch["config"], args.runs_dir)
+            keras = keras_run_for(arch, args.config, seed, scratch["config"], args.runs_dir, args.variant,
+                                  scratch.get("train_subset"))
             if keras is None:
                 print(f"[compare] {arch} seed {seed}: no Keras run with the same config")
                 continue
@@ -63,7 +67,7 @@ def main(argv=None) -> None:
                          "scratch_macro_f1": scratch["test_metrics_keras"]["macro_f1"],
                          "keras_epochs": keras["epochs_run"], "scratch_epochs": scratch["epochs_run"],
                          "keras_s_per_epoch": per_epoch["keras"], "scratch_s_per_epoch": per_epoch["scratch"]})
-    lines = ["# Training with Keras vs with the scratch engine", "",
+    lines = [f"# Training with Keras vs with the scratch engine{' (' + args.variant.strip('-') + ')' if args.variant else ''}", "",
              "Same architecture (`scripts/configs.py`), seed and initial weights; Adam, early stopping on the validation "
              "loss restoring the best weights. Dropout masks come from each engine's own random generator, so the "
              "runs differ by that noise. Seconds per epoch were measured on a shared 2-core machine while other jobs "
@@ -82,8 +86,8 @@ def main(argv=None) -> None:
             k, s = np.mean([r["keras_macro_f1"] for r in sel]), np.mean([r["scratch_macro_f1"] for r in sel])
             summary[arch] = {"n": len(sel), "keras_mean": k, "scratch_mean": s, "difference": s - k}
             lines.append(f"| {arch} (n={len(sel)}) | {k:.4f} | {s:.4f} | {s - k:+.4f} |")
-    atomic_write_bytes(args.out / "engine_training.md", ("\n".join(lines) + "\n").encode())
-    atomic_write_json(args.out / "engine_training.json", {"rows": rows, "summary": summary})
+    atomic_write_bytes(args.out / f"{args.name}.md", ("\n".join(lines) + "\n").encode())
+    atomic_write_json(args.out / f"{args.name}.json", {"rows": rows, "summary": summary})
     print("\n".join(lines))
 
 
