@@ -25,6 +25,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 import tiny_weights  # noqa: E402
+from service_helpers import app_client, make_settings, png_base64  # noqa: E402,F401
 
 from service.app import create_app  # noqa: E402
 from service.registry import ModelRegistry  # noqa: E402
@@ -49,34 +50,10 @@ def registry(weights_dir) -> ModelRegistry:
     return ModelRegistry(weights_dir).load_all()
 
 
-def make_settings(weights_dir: Path, **overrides) -> Settings:
-    values = {"weights_dir": weights_dir, "data_dir": None, "log_level": "WARNING", **overrides}
-    return Settings(**values)
-
-
-@contextlib.asynccontextmanager
-async def app_client(app):
-    """An httpx client on the app in process, with the app's lifespan running."""
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service.test",
-                                     timeout=60) as client:
-            yield client
-
-
 @pytest.fixture
 async def client(weights_dir, registry):
     async with app_client(create_app(make_settings(weights_dir), registry=registry)) as c:
         yield c
-
-
-# ------------------------------------------------------------------ inputs
-def png_base64(pixels: np.ndarray, fmt: str = "PNG", mode: str = "RGB", **save_kw) -> str:
-    """uint8 (H, W, 3) -> base64 of a PNG/JPEG file (optionally converted to ``mode`` first)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(pixels, "RGB").convert(mode).save(buf, format=fmt, **save_kw)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import app_client, make_settings, png_base64
+from service_helpers import app_client, make_settings, png_base64
 from service.app import create_app
 
 pytestmark = pytest.mark.anyio

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import app_client, make_settings
+from service_helpers import app_client, make_settings
 from service.app import create_app
 from service.batching import Batcher
 from service.errors import InferenceFailed, NotReady

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import png_base64
+from service_helpers import png_base64
 from tiny_weights import SEQUENCE_LENGTH, read_manifest
 
 pytestmark = pytest.mark.anyio
@@ -148,7 +148,7 @@ async def test_long_texts_are_truncated_like_text_vectorization(client):
 
 
 async def test_max_batch_is_accepted(weights_dir, registry, rng_images):
-    from conftest import app_client, make_settings
+    from service_helpers import app_client, make_settings
     from service.app import create_app
 
     app = create_app(make_settings(weights_dir, max_batch=8), registry=registry)

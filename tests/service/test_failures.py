@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import app_client, make_settings
+from service_helpers import app_client, make_settings
 from service.app import create_app
 from service.registry import ModelRegistry
 

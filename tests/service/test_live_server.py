@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import png_base64
+from service_helpers import png_base64
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import app_client, make_settings
+from service_helpers import app_client, make_settings
 from service.app import create_app
 
 pytestmark = pytest.mark.anyio

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import app_client, make_settings
+from service_helpers import app_client, make_settings
 from scratch_models.datasets import CIFAR10_CLASSES, NUSAX_CLASSES
 from service.app import create_app
 from service.parity import compare, macro_f1

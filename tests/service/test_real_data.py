@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from conftest import app_client, make_settings
+from service_helpers import app_client, make_settings
 from scratch_models.datasets import CIFAR10_CLASSES
 from service.app import create_app
 from service.registry import ModelRegistry

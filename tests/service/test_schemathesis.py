@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from conftest import make_settings
+from service_helpers import make_settings
 from service.app import create_app
 from test_parity import FakeSplit
 
