@@ -115,6 +115,7 @@ def fit_scratch(model, cfg: dict, x_train, y_train, x_valid, y_valid, seed: int,
     model.compile(optimizer=Adam(cfg["learning_rate"]), loss="sparse_categorical_crossentropy")
     history: dict[str, list] = {}
     best, best_weights, waited = np.inf, model.get_weights(), 0
+    plateau_best, plateau_wait = np.inf, 0  # Keras' ReduceLROnPlateau (factor 0.3, min_delta 1e-4, min_lr 1e-5)
     rng = np.random.default_rng(seed)
     for epoch in range(cfg["epochs"]):
         h = model.fit(x_train, y_train, epochs=1, batch_size=cfg["batch_size"], validation_data=(x_valid, y_valid),
@@ -123,6 +124,14 @@ def fit_scratch(model, cfg: dict, x_train, y_train, x_valid, y_valid, seed: int,
             history.setdefault(k, []).extend(v)
         print(f"epoch {epoch + 1}/{cfg['epochs']} " + " ".join(f"{k}={v[-1]:.4f}" for k, v in history.items()), flush=True)
         atomic_write_json(run_dir / "history.partial.json", history)
+        if cfg.get("reduce_lr_patience"):
+            if history["val_loss"][-1] < plateau_best - 1e-4:
+                plateau_best, plateau_wait = history["val_loss"][-1], 0
+            else:
+                plateau_wait += 1
+                if plateau_wait >= cfg["reduce_lr_patience"]:
+                    opt = model.training.optimizer
+                    opt.learning_rate, plateau_wait = max(opt.learning_rate * 0.3, 1e-5), 0
         if history["val_loss"][-1] < best:
             best, best_weights, waited = history["val_loss"][-1], model.get_weights(), 0
         else:
