@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import losses, optimizers
-from .layers import Activation, Conv2D, Dense, Softmax
+from .layers import Activation, Conv2D, Dense
 from .model import Model, _flat_refs
 from .ops import Op
 
@@ -53,7 +53,7 @@ def _param_arrays(model: Model) -> list[np.ndarray]:
 
 def _ends_in_softmax(model: Model) -> bool:
     last = model.layers[model.outputs[0][0]]
-    return isinstance(last, Softmax) or (isinstance(last, (Dense, Conv2D, Activation)) and last.activation == "softmax")
+    return isinstance(last, (Dense, Conv2D, Activation)) and last.activation == "softmax"  # Softmax is an Activation
 
 
 def compile(model: Model, optimizer="adam", loss="sparse_categorical_crossentropy") -> None:
@@ -89,7 +89,7 @@ def backward(model: Model, dout: np.ndarray, pre_activation: bool = False) -> No
 
 def _logits_of_output(model: Model) -> np.ndarray:
     last = model.layers[model.outputs[0][0]]
-    return last.cache.x if isinstance(last, (Softmax, Activation)) else last.cache.z
+    return last.cache.x if isinstance(last, Activation) else last.cache.z
 
 
 def train_step(model: Model, x, y) -> float:

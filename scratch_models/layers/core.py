@@ -140,23 +140,18 @@ class LeakyReLU(Layer):
         return np.where(self.cache.x > 0, dout, dout * dout.dtype.type(self.negative_slope))
 
 
-class Softmax(Layer):
-    supports_masking = True
+class Softmax(Activation):
+    """Keras' ``Softmax`` layer (last axis only): an ``Activation("softmax")``, forward and backward alike."""
+
     options = {"axis": (-1, [-1])}
 
     def __init__(self, axis=-1, name: str | None = None):
-        super().__init__(name)
         if axis not in (-1, [-1]):
             raise ValueError(f"Softmax supports the last axis only, received: axis={axis!r}")
+        super().__init__("softmax", name)
 
-    def forward(self, x, mask=None, training=False):
-        y = activations.softmax(x)
-        if training:
-            self.cache = Cache(x=x, y=y)
-        return y
-
-    def backward(self, dout, pre_activation: bool = False):
-        return dout if pre_activation else activations.backward("softmax", dout, self.cache.x, self.cache.y)
+    def get_config(self) -> dict:
+        return {"name": self.name, "axis": -1}
 
 
 class Flatten(Layer):
