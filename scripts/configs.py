@@ -87,7 +87,17 @@ TEXT_DEFAULTS = {"max_tokens": 4000, "sequence_length": 64, "batch_size": 32, "e
 # more) maps the rarest words to [UNK] and made the runs much less seed-dependent.
 CONFIGS: dict[str, dict[str, dict]] = {
     "cnn": {
+        # Session 2: the same network with lighter dropout and a cosine learning-rate decay over the
+        # whole budget instead of ReduceLROnPlateau, which had cut the rate to its 1e-5 floor by about
+        # epoch 18 while the model still underfitted (train accuracy 0.69, test macro-F1 0.756).
         "default": {
+            "layers": cnn_layers(filters=(32, 64, 128), kernels=(3, 3, 3), convs_per_block=(1, 2, 2),
+                                 batch_norm=True, dropout=0.1, dense=(128,), head_dropout=0.3),
+            "batch_size": 64, "epochs": 30, "learning_rate": 1e-3, "lr_schedule": "cosine",
+            "patience": 8, "augment": True,
+        },
+        # Session 1's served CNN (test macro-F1 0.756): dropout 0.2 per block, ReduceLROnPlateau.
+        "plateau": {
             "layers": cnn_layers(filters=(32, 64, 128), kernels=(3, 3, 3), convs_per_block=(1, 2, 2),
                                  batch_norm=True, dropout=0.2, dense=(128,), head_dropout=0.3),
             "batch_size": 64, "epochs": 30, "learning_rate": 1e-3, "patience": 6, "augment": True,

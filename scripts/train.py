@@ -51,6 +51,19 @@ def text_vectorizer(train_texts, max_tokens: int, sequence_length: int):
     return layer
 
 
+def learning_rate_for(cfg: dict, n_train: int):
+    """The config's Adam learning rate: a constant, or with ``lr_schedule='cosine'`` a cosine decay
+    from ``learning_rate`` to 0 over the whole epoch budget (a function of the optimizer's step, so
+    a resumed run continues on the same curve)."""
+    if cfg.get("lr_schedule") in (None, "constant"):
+        return cfg["learning_rate"]
+    if cfg["lr_schedule"] != "cosine":
+        raise ValueError(f"Expected lr_schedule 'constant' or 'cosine', received {cfg['lr_schedule']!r}")
+    import keras
+    steps = -(-n_train // cfg["batch_size"]) * cfg["epochs"]
+    return keras.optimizers.schedules.CosineDecay(cfg["learning_rate"], decay_steps=steps)
+
+
 def cifar_augmented(x, y, batch_size: int, seed: int):
     """tf.data pipeline: random horizontal flip + random 32x32 crop of a 4-pixel reflect-padded image."""
     import tensorflow as tf
@@ -74,16 +87,27 @@ class JsonProgress:
 
         class _Progress(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
-                self.t0 = time.time()
+                # After BackupAndRestore resumed at epoch N, keep the first N epochs' history.
+                resumed = int(getattr(self.model, "_initial_epoch", 0) or 0)
+                partial = run_dir / "history.partial.json"
                 self.history: dict[str, list] = {}
+                if resumed and partial.is_file():
+                    self.history = {k: v[:resumed] for k, v in json.loads(partial.read_text()).items()}
+                    print(f"[train] resuming after epoch {resumed} from {run_dir / 'backup'}", flush=True)
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t_epoch = time.time()
 
             def on_epoch_end(self, epoch, logs=None):
-                for k, v in (logs or {}).items():
+                logs = dict(logs or {})
+                lr = self.model.optimizer.learning_rate
+                logs["learning_rate"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+                for k, v in logs.items():
                     self.history.setdefault(k, []).append(float(v))
-                self.history.setdefault("epoch_seconds", []).append(time.time() - self.t0 - sum(self.history.get("epoch_seconds", [])))
+                self.history.setdefault("epoch_seconds", []).append(time.time() - self.t_epoch)
                 done = epoch + 1
-                per = (time.time() - self.t0) / done
-                print(f"epoch {done}/{epochs} " + " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+                per = float(np.mean(self.history["epoch_seconds"]))
+                print(f"epoch {done}/{epochs} " + " ".join(f"{k}={v:.4g}" for k, v in logs.items())
                       + f" | {per:.1f}s/epoch, ETA <= {per * (epochs - done) / 60:.1f} min", flush=True)
                 atomic_write_json(run_dir / "history.partial.json", self.history)
 
@@ -145,11 +169,13 @@ def fit_scratch(model, cfg: dict, x_train, y_train, x_valid, y_valid, seed: int,
 def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | None = None,
           runs_dir: Path = ROOT / "runs", data_dir: str | None = None, config: dict | None = None,
           verbose: int = 2, engine: str = "keras", train_subset: int | None = None,
-          augment: bool | None = None) -> Path:
+          augment: bool | None = None, noise_seed: int | None = None) -> Path:
     """Train (or reuse a cached run) and return the run folder.
 
     ``engine='scratch'`` trains the same architecture, from the same seeded initial weights, with
-    the NumPy engine; ``train_subset`` keeps the first N training items; ``augment`` overrides the config.
+    the NumPy engine; ``train_subset`` keeps the first N training items; ``augment`` overrides the config;
+    ``noise_seed`` keeps the initial weights of ``seed`` but draws the shuffling and dropout masks from
+    another seed (a control: how far two runs from the same start drift on training noise alone).
     """
     import keras
     import tensorflow as tf
@@ -160,7 +186,8 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
         cfg["epochs"] = epochs
     if augment is not None:
         cfg["augment"] = augment
-    suffix = (f"-{engine}" if engine != "keras" else "") + (f"-n{train_subset}" if train_subset else "")
+    suffix = ((f"-{engine}" if engine != "keras" else "") + (f"-n{train_subset}" if train_subset else "")
+              + (f"-noise{noise_seed}" if noise_seed is not None else ""))
     if suffix and augment is False:
         suffix += "-noaug"
     run_dir = runs_dir / arch / f"{config_name}-seed{seed}{suffix}"
@@ -191,13 +218,22 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
         xs["train"], ys["train"] = xs["train"][:train_subset], ys["train"][:train_subset]
 
     model = build_keras_model(cfg["layers"], input_shape, input_dtype)
-    model.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]),
+    if noise_seed is not None:  # same initial weights, new dropout seed generators and shuffling
+        initial = model.get_weights()
+        keras.utils.set_random_seed(noise_seed)
+        model = build_keras_model(cfg["layers"], input_shape, input_dtype)
+        model.set_weights(initial)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate_for(cfg, len(ys["train"]))),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if verbose:
         model.summary(print_fn=lambda s, **_: print(s, flush=True))
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"],
-                                               restore_best_weights=True),
-                 JsonProgress.make(run_dir, cfg["epochs"])]
+    # BackupAndRestore first: it rewinds the model, the optimizer (and so a schedule's step) and the
+    # epoch counter of an interrupted run before the progress callback reloads the partial history.
+    # EarlyStopping's patience counter starts afresh after a resume.
+    callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+                 JsonProgress.make(run_dir, cfg["epochs"]),
+                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"],
+                                               restore_best_weights=True)]
     if cfg.get("reduce_lr_patience"):
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                            patience=cfg["reduce_lr_patience"], min_lr=1e-5))
@@ -207,7 +243,8 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
         if cfg.get("augment"):
             raise ValueError("The scratch engine trains without data augmentation: pass --no-augment")
         smodel = scratch_models.from_keras(model)  # the same seeded initial weights as the Keras path
-        history = fit_scratch(smodel, cfg, xs["train"], ys["train"], xs["valid"], ys["valid"], seed, run_dir)
+        history = fit_scratch(smodel, cfg, xs["train"], ys["train"], xs["valid"], ys["valid"],
+                              seed if noise_seed is None else noise_seed, run_dir)
         model.set_weights(smodel.get_weights())
     elif arch == "cnn" and cfg.get("augment"):
         train_data = cifar_augmented(xs["train"], ys["train"], cfg["batch_size"], seed)
@@ -235,7 +272,7 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
     atomic_write_json(run_dir / "history.json", history)
     plot_history(history, run_dir / "loss.png", f"{arch} ({config_name}, seed {seed})")
     result = {"arch": arch, "config_name": config_name, "config": cfg, "seed": seed, "engine": engine,
-              "train_subset": train_subset,
+              "train_subset": train_subset, "noise_seed": noise_seed,
               "epochs_run": len(history["loss"]), "best_epoch": int(np.argmin(history["val_loss"])) + 1,
               "train_seconds": train_seconds, "params": int(clean.count_params()),
               "test_metrics_keras": metrics, "valid_metrics_keras": valid_metrics, "data_source": data.source,
@@ -311,13 +348,15 @@ def main(argv=None) -> None:
                    help="train with Keras (default) or with the scratch NumPy engine")
     p.add_argument("--train-subset", type=int, default=None, help="train on the first N training items only")
     p.add_argument("--no-augment", action="store_true", help="turn the CNN's data augmentation off")
+    p.add_argument("--noise-seed", type=int, default=None,
+                   help="initial weights from --seed, shuffling and dropout masks from this seed (a control run)")
     p.add_argument("--select-seed-by-valid", default=None, metavar="SEEDS",
                    help="comma-separated seeds (e.g. 0,1,2,3,4): train each (cached) and keep the run with "
                         "the best validation macro-F1; replaces --seed")
     p.add_argument("--export", action="store_true", help="publish the run to weights/<arch>/")
     args = p.parse_args(argv)
     kwargs = dict(epochs=args.epochs, engine=args.engine, train_subset=args.train_subset,
-                  augment=False if args.no_augment else None)
+                  augment=False if args.no_augment else None, noise_seed=args.noise_seed)
     if args.select_seed_by_valid:
         seeds = [int(s) for s in args.select_seed_by_valid.split(",") if s.strip()]
         run_dir = select_seed_by_valid(args.arch, args.config, seeds, args.runs_dir, **kwargs)

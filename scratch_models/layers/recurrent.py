@@ -19,6 +19,27 @@ RNN_OPTIONS = {"units": None, "activation": None, "use_bias": None, "return_sequ
                "zero_output_for_mask": None}
 
 
+def packed_order(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """For padding masks, the rows sorted by length and how many of them are unmasked at each step.
+
+    mask: (N, T) bool in processing order. Every row must be one run of unmasked steps that starts at
+    step 0 (post-padding) or, for all rows, one that ends at the last step (pre-padding, which is
+    what ``go_backwards`` makes of post-padding). Then, with rows sorted by decreasing length, the
+    rows unmasked at any step are a prefix. Returns ``(order (N,), active (T,))``, or ``None`` for
+    any other mask (interior gaps, or both kinds of padding mixed).
+    """
+    n, t = mask.shape
+    lengths = mask.sum(axis=1)
+    steps = np.arange(t)
+    if np.array_equal(mask, steps[None, :] < lengths[:, None]):
+        active = (lengths[:, None] > steps[None, :]).sum(axis=0)
+    elif np.array_equal(mask, steps[None, :] >= (t - lengths)[:, None]):
+        active = ((t - lengths)[:, None] <= steps[None, :]).sum(axis=0)
+    else:
+        return None
+    return np.argsort(-lengths, kind="stable"), active
+
+
 class _Recurrent(Layer):
     supports_masking = True
     options = RNN_OPTIONS
@@ -82,6 +103,10 @@ class _Recurrent(Layer):
         if self.go_backwards:
             x = x[:, ::-1]
             mask = None if mask is None else mask[:, ::-1]
+        if mask is not None and not training:
+            packing = packed_order(mask)
+            if packing is not None:
+                return self._forward_packed(x, *packing)
         xw = x @ self.weights["kernel"]  # (N, T, gates*units): all time steps at once
         if self.use_bias:
             xw += self.weights["bias"]
@@ -115,6 +140,33 @@ class _Recurrent(Layer):
         if training:
             self.cache = Cache(x=x, mask=mask, states=states, saved=saved_steps)
         return outputs if self.return_sequences else output
+
+    def _forward_packed(self, x, order, active):
+        """Inference over length-sorted rows: at step i only the first ``active[i]`` rows are
+        unmasked, so the step computes just those and the others keep their state and output, as
+        masking prescribes. Same numbers as the masked loop, with no selects and no work on padding."""
+        n, t, _ = x.shape
+        xw = x[order] @ self.weights["kernel"]  # (N, T, gates*units), rows sorted by length
+        if self.use_bias:
+            xw += self.weights["bias"]
+        state = self.initial_state(n)
+        output = np.zeros((n, self.units), self.dtype)
+        outputs = np.zeros((n, t, self.units), self.dtype) if self.return_sequences else None
+        for i in range(t):
+            k = int(active[i])
+            if k:
+                new_output, new_state, _ = self.step(xw[:k, i], tuple(s[:k] for s in state))
+                for s, new in zip(state, new_state):
+                    s[:k] = new
+                output[:k] = new_output
+            if outputs is not None:
+                if self.zero_output_for_mask:
+                    outputs[:k, i] = output[:k]
+                else:
+                    outputs[:, i] = output
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(n)
+        return outputs[inverse] if self.return_sequences else output[inverse]
 
     def backward(self, dout):
         """Backpropagation through time. dout: (N, T, units) or (N, units) -> dx (N, T, D)."""

@@ -1,0 +1,56 @@
+"""Inference over length-sorted ("packed") rows in SimpleRNN/LSTM: the same numbers as Keras' masking.
+
+``packed_order`` is checked on hand-written masks; the packed loop is checked against Keras on post-,
+pre- and mixed padding, forwards and backwards, with and without sequences, and it must really be
+the path taken for padding masks (and not for masks with holes).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine_helpers import LAYER_TOL, compare, keras, padded_ids, randomize_weights, single_layer_model
+from scratch_models.layers import recurrent
+
+
+def test_packed_order_of_post_padding():
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0]], bool)
+    order, active = recurrent.packed_order(mask)
+    assert order.tolist() == [1, 0, 3, 2]  # by decreasing length, ties keep their order
+    assert active.tolist() == [3, 2, 1, 1]
+
+
+def test_packed_order_of_pre_padding():
+    mask = np.array([[0, 0, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]], bool)
+    order, active = recurrent.packed_order(mask)
+    assert order.tolist() == [2, 1, 0]
+    assert active.tolist() == [1, 2, 3, 3]
+
+
+@pytest.mark.parametrize("mask", [
+    [[1, 0, 1, 1]],                      # a hole inside a row
+    [[1, 1, 0, 0], [0, 0, 1, 1]],        # post- and pre-padding mixed
+])
+def test_packed_order_refuses_other_masks(mask):
+    assert recurrent.packed_order(np.array(mask, bool)) is None
+
+
+@pytest.mark.parametrize("pattern", ["right", "left", "full", "middle"])
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM"])
+@pytest.mark.parametrize("options", [{}, {"go_backwards": True}, {"return_sequences": True},
+                                     {"bidirectional": True}])
+def test_packed_inference_matches_keras(cell, options, pattern, monkeypatch):
+    options = dict(options)
+    bidirectional = options.pop("bidirectional", False)
+    layer = getattr(keras.layers, cell)(7, return_sequences=bidirectional or options.pop("return_sequences", False),
+                                        **options)
+    if bidirectional:  # the backward copy runs go_backwards; return_sequences sets zero_output_for_mask
+        layer = keras.layers.Bidirectional(layer)
+    model = keras.Sequential([keras.Input((12,), dtype="int32"), keras.layers.Embedding(30, 5, mask_zero=True), layer])
+    randomize_weights(model, seed=7, scale=0.4)
+    taken = []
+    real = recurrent.packed_order
+    monkeypatch.setattr(recurrent, "packed_order", lambda mask: taken.append(real(mask) is not None) or real(mask))
+    ids = padded_ids(np.random.default_rng(3), 33, 12, 30, pattern)
+    compare(model, ids, LAYER_TOL)
+    assert taken and all(taken) == (pattern != "middle")
