@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from scratch_models.io_utils import atomic_write_bytes, atomic_write_json  # noqa: E402
 
@@ -62,9 +63,11 @@ def main(argv=None) -> None:
                 print(f"[compare] {arch} seed {seed}: no Keras run with the same config")
                 continue
             per_epoch = {name: r["train_seconds"] / r["epochs_run"] for name, r in (("keras", keras), ("scratch", scratch))}
+            control = load_result(args.runs_dir / arch / f"{args.config}-seed{seed}{args.variant}-noise{seed + 100}")
             rows.append({"arch": arch, "seed": seed,
                          "keras_macro_f1": keras["test_metrics_keras"]["macro_f1"],
                          "scratch_macro_f1": scratch["test_metrics_keras"]["macro_f1"],
+                         "keras_noise_macro_f1": control["test_metrics_keras"]["macro_f1"] if control else None,
                          "keras_epochs": keras["epochs_run"], "scratch_epochs": scratch["epochs_run"],
                          "keras_s_per_epoch": per_epoch["keras"], "scratch_s_per_epoch": per_epoch["scratch"]})
     lines = [f"# Training with Keras vs with the scratch engine{' (' + args.variant.strip('-') + ')' if args.variant else ''}", "",
@@ -72,20 +75,34 @@ def main(argv=None) -> None:
              "loss restoring the best weights. Dropout masks come from each engine's own random generator, so the "
              "runs differ by that noise. Seconds per epoch were measured on a shared 2-core machine while other jobs "
              "ran (they compare loosely).", "",
-             "| arch | seed | Keras test macro-F1 | scratch test macro-F1 | scratch - Keras | epochs (K / S) | s/epoch Keras | s/epoch scratch |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "The control column is Keras again, from the same initial weights, with the shuffling and dropout "
+             "masks drawn from another seed (`train.py --noise-seed <seed+100>`): how far two runs that share "
+             "their start drift apart on training noise alone, with no engine difference at all.", "",
+             "| arch | seed | Keras test macro-F1 | scratch test macro-F1 | scratch - Keras | control: Keras, other noise | control - Keras | epochs (K / S) | s/epoch Keras | s/epoch scratch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    fmt = lambda v, sign="": "n/a" if v is None else f"{v:{sign}.4f}"
     for r in rows:
+        ctrl = r["keras_noise_macro_f1"]
         lines.append(f"| {r['arch']} | {r['seed']} | {r['keras_macro_f1']:.4f} | {r['scratch_macro_f1']:.4f} | "
-                     f"{r['scratch_macro_f1'] - r['keras_macro_f1']:+.4f} | {r['keras_epochs']} / {r['scratch_epochs']} | "
+                     f"{r['scratch_macro_f1'] - r['keras_macro_f1']:+.4f} | {fmt(ctrl)} | "
+                     f"{fmt(None if ctrl is None else ctrl - r['keras_macro_f1'], '+')} | {r['keras_epochs']} / {r['scratch_epochs']} | "
                      f"{r['keras_s_per_epoch']:.1f} | {r['scratch_s_per_epoch']:.1f} |")
-    lines += ["", "| arch | mean Keras | mean scratch | difference of means |", "|---|---:|---:|---:|"]
+    lines += ["", "| arch | mean Keras | mean scratch | difference of means | paired t-test p | mean \\|scratch - Keras\\| | mean \\|control - Keras\\| |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     summary = {}
     for arch in args.arch:
         sel = [r for r in rows if r["arch"] == arch]
         if sel:
-            k, s = np.mean([r["keras_macro_f1"] for r in sel]), np.mean([r["scratch_macro_f1"] for r in sel])
-            summary[arch] = {"n": len(sel), "keras_mean": k, "scratch_mean": s, "difference": s - k}
-            lines.append(f"| {arch} (n={len(sel)}) | {k:.4f} | {s:.4f} | {s - k:+.4f} |")
+            k = np.array([r["keras_macro_f1"] for r in sel])
+            s = np.array([r["scratch_macro_f1"] for r in sel])
+            ctrl = [r["keras_noise_macro_f1"] - r["keras_macro_f1"] for r in sel if r["keras_noise_macro_f1"] is not None]
+            p = float(stats.ttest_rel(s, k).pvalue) if len(sel) > 2 else float("nan")
+            summary[arch] = {"n": len(sel), "keras_mean": float(k.mean()), "scratch_mean": float(s.mean()),
+                             "difference": float(s.mean() - k.mean()), "paired_t_p": p,
+                             "mean_abs_engine_gap": float(np.abs(s - k).mean()),
+                             "mean_abs_noise_gap": float(np.abs(ctrl).mean()) if ctrl else None, "n_controls": len(ctrl)}
+            lines.append(f"| {arch} (n={len(sel)}) | {k.mean():.4f} | {s.mean():.4f} | {s.mean() - k.mean():+.4f} | {p:.2f} | "
+                         f"{np.abs(s - k).mean():.4f} | {fmt(summary[arch]['mean_abs_noise_gap'])} (n={len(ctrl)}) |")
     atomic_write_bytes(args.out / f"{args.name}.md", ("\n".join(lines) + "\n").encode())
     atomic_write_json(args.out / f"{args.name}.json", {"rows": rows, "summary": summary})
     print("\n".join(lines))

@@ -125,6 +125,13 @@ CONFIGS: dict[str, dict[str, dict]] = {
         "emb128_sd04": {**TEXT_DEFAULTS, "max_tokens": 1200,
                         "layers": text_layers(cell="LSTM", units=(64,), embedding_dim=128,
                                               pool="average", dropout=0.5, spatial_dropout=0.4)},
+        # Session 2 candidates: the same two with class-balanced loss weights (neutral x1.40).
+        "cw": {**TEXT_DEFAULTS, "max_tokens": 1200, "class_weight": "balanced",
+               "layers": text_layers(cell="LSTM", units=(64,), embedding_dim=64,
+                                     pool="average", dropout=0.5, spatial_dropout=0.2)},
+        "emb128_sd04_cw": {**TEXT_DEFAULTS, "max_tokens": 1200, "class_weight": "balanced",
+                           "layers": text_layers(cell="LSTM", units=(64,), embedding_dim=128,
+                                                 pool="average", dropout=0.5, spatial_dropout=0.4)},
     },
 }
 

@@ -88,6 +88,13 @@ class _Recurrent(Layer):
         what backward needs of this step)."""
         raise NotImplementedError
 
+    def step_into(self, xw_t: np.ndarray, state: tuple, z: np.ndarray) -> None:
+        """Inference step in place: overwrite ``state`` (views of the unmasked rows) with the new
+        state, using ``z`` (N, gates*units) as scratch space. The same numbers as ``step``."""
+        _, new_state, _ = self.step(xw_t, state)
+        for old, new in zip(state, new_state):
+            old[...] = new
+
     def step_backward(self, dh: np.ndarray, dstate: tuple, saved, state: tuple) -> tuple[np.ndarray, tuple]:
         """Gradients w.r.t. this step's new output ``dh`` and new state -> (d xw_t, d previous state),
         accumulating ``grads["recurrent_kernel"]``."""
@@ -150,15 +157,13 @@ class _Recurrent(Layer):
         if self.use_bias:
             xw += self.weights["bias"]
         state = self.initial_state(n)
-        output = np.zeros((n, self.units), self.dtype)
+        output = state[0]  # the output is h; a masked row keeps both (zeros before its first step)
+        z = np.empty((n, self.gates * self.units), self.dtype)
         outputs = np.zeros((n, t, self.units), self.dtype) if self.return_sequences else None
         for i in range(t):
             k = int(active[i])
             if k:
-                new_output, new_state, _ = self.step(xw[:k, i], tuple(s[:k] for s in state))
-                for s, new in zip(state, new_state):
-                    s[:k] = new
-                output[:k] = new_output
+                self.step_into(xw[:k, i], tuple(s[:k] for s in state), z[:k])
             if outputs is not None:
                 if self.zero_output_for_mask:
                     outputs[:k, i] = output[:k]
@@ -215,6 +220,15 @@ class SimpleRNN(_Recurrent):
         h = self.act(z)
         return h, (h,), (z, h)
 
+    def step_into(self, xw_t, state, z):
+        h = state[0]
+        np.matmul(h, self.weights["recurrent_kernel"], out=z)
+        z += xw_t
+        if self.activation == "tanh":
+            np.tanh(z, out=h)
+        else:
+            h[...] = self.act(z)
+
     def step_backward(self, dh, dstate, saved, state):
         z, h = saved
         dz = activations.backward(self.activation, dh, z, h)
@@ -256,6 +270,27 @@ class LSTM(_Recurrent):
         act_c = self.act(c)
         h = o * act_c
         return h, (h, c), Cache(z=z, i=i, f=f, g=g, o=o, c=c, act_c=act_c)
+
+    def step_into(self, xw_t, state, z):
+        if (self.recurrent_activation, self.activation) != ("sigmoid", "tanh"):
+            return super().step_into(xw_t, state, z)
+        h, c = state
+        u = self.units
+        np.matmul(h, self.weights["recurrent_kernel"], out=z)
+        z += xw_t
+        half = self.dtype.type(0.5)
+        for gates in (z[:, :2 * u], z[:, 3 * u:]):  # i, f and o: sigmoid as activations.sigmoid computes it
+            gates *= half
+            np.tanh(gates, out=gates)
+            gates += 1
+            gates *= half
+        i, f, g, o = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
+        np.tanh(g, out=g)
+        c *= f
+        g *= i
+        c += g
+        np.tanh(c, out=h)
+        h *= o
 
     def step_backward(self, dh, dstate, saved, state):
         s, (h_prev, c_prev), u = saved, state, self.units

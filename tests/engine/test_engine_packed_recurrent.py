@@ -54,3 +54,21 @@ def test_packed_inference_matches_keras(cell, options, pattern, monkeypatch):
     ids = padded_ids(np.random.default_rng(3), 33, 12, 30, pattern)
     compare(model, ids, LAYER_TOL)
     assert taken and all(taken) == (pattern != "middle")
+
+
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_step_into_gives_the_numbers_of_step(cell, dtype):
+    """The in-place inference step and the training step are the same arithmetic, bit for bit."""
+    layer = getattr(recurrent, cell)(6)
+    layer.build((None, 4, 5))
+    rng = np.random.default_rng(0)
+    layer.set_weights([rng.standard_normal(w.shape) * 0.5 for w in layer.get_weights()])
+    layer.astype(dtype)
+    xw_t = rng.standard_normal((9, layer.gates * 6)).astype(dtype)
+    state = tuple(rng.standard_normal((9, 6)).astype(dtype) for _ in layer.initial_state(9))
+    _, expected, _ = layer.step(xw_t, state)
+    inplace = tuple(s.copy() for s in state)
+    layer.step_into(xw_t, inplace, np.empty((9, layer.gates * 6), dtype))
+    for got, want in zip(inplace, expected):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
