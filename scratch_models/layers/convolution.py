@@ -5,10 +5,24 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import activations
+from ..threads import single_threaded_blas
 from .base import Cache, Layer, check_choice, check_positive_int, pair
 
 #: Upper bound on the im2col buffer of one chunk of the batch (elements, float32): keeps it in cache-ish memory.
 IM2COL_CHUNK_ELEMENTS = 1 << 22
+#: The same bound for the inference path, which reuses one buffer: small enough to stay in the L2/L3 caches.
+IM2COL_FAST_CHUNK_ELEMENTS = 1 << 20
+#: Fewer input channels than this: build the im2col matrix channel-major (contiguous runs of wo, not C).
+IM2COL_CHANNEL_MAJOR_BELOW = 8
+#: Winograd F(2x2, 3x3) (Lavin & Gray, 2015): Bᵀ, G, Aᵀ, and the 2-D input/output transforms as Kronecker products.
+WINO_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+WINO_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+WINO_BB, WINO_AA = np.kron(WINO_BT, WINO_BT), np.kron(WINO_AT, WINO_AT)
+#: Below this many input channels the 16 products are too thin for BLAS and im2col is faster.
+WINOGRAD_MIN_CHANNELS = 16
+#: 4x4 tiles per chunk of the batch: keeps the transform buffers within the caches.
+WINOGRAD_CHUNK_TILES = 1024
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -62,6 +76,8 @@ class Conv2D(Layer):
 
     Weights: ``kernel`` (kh, kw, C, filters), ``bias`` (filters,). Computed as im2col + one matrix
     product per chunk of the batch, so any kernel size (even, large) and any stride work alike.
+    Inference (``training=False``) takes faster routes to the same values: Winograd F(2x2, 3x3) for
+    3x3/1 'same' convolutions of even-sized images with many channels, else a buffered im2col.
     """
 
     options = {"filters": None, "kernel_size": None, "strides": None, "padding": ("valid", "same"),
@@ -101,11 +117,16 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         kernel = self.weights["kernel"]
         k2d = kernel.reshape(kh * kw * kernel.shape[2], self.filters)  # rows ordered (i, j, c)
-        xp = pad_images(x, self.kernel_size, self.strides, self.padding)
         n = len(x)
         _, ho, wo, _ = self.compute_output_shape((n, *x.shape[1:]))
         if ho <= 0 or wo <= 0:
             raise ValueError(f"Conv2D {self.name!r}: input {x.shape[1:3]} is smaller than the kernel {self.kernel_size}")
+        if not training:
+            out = self._winograd(x) if self._winograd_applies(x.shape) else self._infer(x, k2d, ho, wo)
+            if self.activation == "relu":  # ``out`` is this call's own fresh array: no copy needed
+                return np.maximum(out, 0, out=out)
+            return self.act(out)
+        xp = pad_images(x, self.kernel_size, self.strides, self.padding)
         out = np.empty((n, ho, wo, self.filters), self.dtype)
         per_item = ho * wo * k2d.shape[0]
         step = max(1, IM2COL_CHUNK_ELEMENTS // per_item)
@@ -119,6 +140,111 @@ class Conv2D(Layer):
         if training:
             self.cache = Cache(x_shape=x.shape, xp=xp, z=out, y=y, out_hw=(ho, wo))
         return y
+
+    def _winograd_applies(self, x_shape) -> bool:
+        """3x3, stride 1, 'same', even H and W and enough channels for the 16 small products to pay."""
+        return (self.kernel_size == (3, 3) and self.strides == (1, 1) and self.padding == "same"
+                and x_shape[1] % 2 == 0 and x_shape[2] % 2 == 0 and x_shape[3] >= WINOGRAD_MIN_CHANNELS)
+
+    def _winograd_kernel(self) -> np.ndarray:
+        """G g Gᵀ of the kernel, (16, C, filters), computed in float64; recomputed whenever the kernel
+        changes (``set_weights`` replaces it, optimizers update it in place: hence the value check)."""
+        kernel = self.weights["kernel"]
+        cached = getattr(self, "_wino_cache", None)
+        if cached is None or cached[0] is not kernel or not np.array_equal(cached[1], kernel):
+            u = np.einsum("ai,ijcf,bj->abcf", WINO_G, kernel.astype(np.float64), WINO_G)
+            cached = (kernel, kernel.copy(), np.ascontiguousarray(u.reshape(16, *kernel.shape[2:]), self.dtype))
+            self._wino_cache = cached
+        return cached[2]
+
+    def _winograd(self, x: np.ndarray) -> np.ndarray:
+        """Winograd F(2x2, 3x3): each 2x2 output tile from its 4x4 input tile with 16 products per
+        (tile, channel, filter) instead of 36, i.e. 2.25x fewer multiplications in the matrix products.
+
+        Per chunk of the batch: gather the 16 cells of every 4x4 tile (D), V = (Bᵀ⊗Bᵀ) D, then 16 matrix
+        products M[k] = V[k] @ U[k] over channels, then Y = (Aᵀ⊗Aᵀ) M scattered into the output. The
+        transforms have entries 0, ±1 (B, A) so only U = G g Gᵀ is rounded; errors stay at the im2col level.
+        """
+        n, h, w, cin = x.shape
+        f = self.filters
+        th, tw = h // 2, w // 2
+        u = self._winograd_kernel()
+        dt = self.dtype
+        step = max(1, min(n, WINOGRAD_CHUNK_TILES // (th * tw)))
+        out = np.empty((n, h, w, f), dt)
+        with single_threaded_blas():  # 18 small products per chunk: waking BLAS threads for each costs more
+            self._winograd_chunks(x, out, u, step)
+        if self.use_bias:
+            out += self.weights["bias"]
+        return out
+
+    def _winograd_chunks(self, x, out, u, step):
+        """The chunk loop of ``_winograd``, writing ``out``; the buffers are reused across chunks."""
+        n, h, w, cin = x.shape
+        f, dt = self.filters, self.dtype
+        th, tw = h // 2, w // 2
+        bb, aa = WINO_BB.astype(dt), WINO_AA.astype(dt)
+        xp = np.zeros((step, h + 2, w + 2, cin), dt)  # the 'same' zero border stays zero across chunks
+        d = np.empty((16, step, th, tw, cin), dt)
+        v = np.empty((16, step * th * tw, cin), dt)
+        m = np.empty((16, step * th * tw, f), dt)
+        y = np.empty((4, step * th * tw * f), dt)
+        for start in range(0, n, step):
+            b = min(step, n - start)
+            tiles = b * th * tw
+            xp[:b, 1:h + 1, 1:w + 1] = x[start:start + b]
+            for i in range(4):
+                for j in range(4):
+                    d[4 * i + j, :b] = xp[:b, i:i + h - 1:2, j:j + w - 1:2]
+            np.matmul(bb, d[:, :b].reshape(16, -1), out=v[:, :tiles].reshape(16, -1))
+            np.matmul(v[:, :tiles], u, out=m[:, :tiles])
+            np.matmul(aa, m[:, :tiles].reshape(16, -1), out=y[:, :tiles * f])
+            o = out[start:start + b].reshape(b, th, 2, tw, 2, f)
+            for r in range(2):
+                for c in range(2):
+                    o[:, :, r, :, c] = y[2 * r + c, :tiles * f].reshape(b, th, tw, f)
+
+    def _infer(self, x: np.ndarray, k2d: np.ndarray, ho: int, wo: int) -> np.ndarray:
+        """Inference im2col into one reused, cache-sized buffer, one slice copy per window offset.
+
+        The generic path (``windows(...).transpose(...)``) is a 6-D strided copy whose innermost run is
+        only C values (3 for RGB). Here each of the kh*kw offsets copies a whole block: (chunk, ho, wo, C)
+        for many channels, or, below ``IM2COL_CHANNEL_MAJOR_BELOW`` channels, rows of wo values in a
+        channel-major buffer read by the product as a transposed matrix. The padded input buffer keeps
+        its zero border across chunks; the product goes straight into ``out``.
+        """
+        n, h, w, cin = x.shape
+        (kh, kw), f, dt = self.kernel_size, self.filters, self.dtype
+        out = np.empty((n, ho, wo, f), dt)
+        if self.kernel_size == (1, 1) and self.strides == (1, 1):  # the image is its own im2col
+            np.matmul(np.ascontiguousarray(x, dt).reshape(-1, cin), k2d, out=out.reshape(-1, f))
+        else:
+            pt, pb, pl, pr = same_pads(x.shape, self.kernel_size, self.strides, self.padding)
+            step = max(1, min(n, IM2COL_FAST_CHUNK_ELEMENTS // (ho * wo * k2d.shape[0])))
+            channel_major = cin < IM2COL_CHANNEL_MAJOR_BELOW
+            xp = np.zeros((cin, step, h + pt + pb, w + pl + pr) if channel_major else
+                          (step, h + pt + pb, w + pl + pr, cin), dt)
+            buf = np.empty(step * ho * wo * k2d.shape[0], dt)
+            offsets = list(window_offsets(self.kernel_size, self.strides, (ho, wo)))
+            for start in range(0, n, step):
+                m = min(step, n - start)
+                xc = x[start:start + m]
+                if channel_major:
+                    xp[:, :m, pt:pt + h, pl:pl + w] = xc.transpose(3, 0, 1, 2)
+                    cols = buf[:m * ho * wo * k2d.shape[0]].reshape(kh * kw, cin, m, ho, wo)
+                    for k, (_, ys, xs) in offsets:
+                        cols[k] = xp[:, :m, ys, xs]
+                    a = cols.reshape(k2d.shape[0], -1).T  # (m*ho*wo, K), Fortran order: BLAS reads it transposed
+                else:
+                    xp[:m, pt:pt + h, pl:pl + w] = xc
+                    cols = buf[:m * ho * wo * k2d.shape[0]].reshape(m, ho, wo, kh * kw, cin)
+                    for k, (_, ys, xs) in offsets:
+                        cols[:, :, :, k] = xp[:m, ys, xs]
+                    a = cols.reshape(m * ho * wo, -1)
+                np.matmul(a, k2d, out=out[start:start + m].reshape(-1, f))
+        if self.use_bias:
+            out += self.weights["bias"]
+        return out
 
     def backward(self, dout, pre_activation: bool = False):
         """dout: (N, Ho, Wo, filters) -> dx (N, H, W, C); grads of kernel and bias."""

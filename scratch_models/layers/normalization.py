@@ -42,6 +42,8 @@ class BatchNormalization(Layer):
         return shapes
 
     def forward(self, x, mask=None, training=False):
+        if not training:
+            return self._infer(x)
         axes = tuple(range(x.ndim - 1))
         if training:  # batch statistics; the moving ones move towards them (biased variance, as Keras)
             mean = x.mean(axis=axes)
@@ -60,6 +62,21 @@ class BatchNormalization(Layer):
             out += self.weights["beta"]
         if training:
             self.cache = Cache(x_hat=(x - mean) * inv, inv=inv, axes=axes)
+        return out.astype(self.dtype, copy=False)
+
+    def _infer(self, x):
+        """``x * scale + shift`` with ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale``:
+        two passes over a fresh output instead of three. The per-channel vectors are recomputed each call
+        (microseconds), so weights changed by ``set_weights`` or in place by an optimizer are always seen."""
+        w = self.weights
+        scale = 1.0 / np.sqrt(w["moving_variance"] + self.dtype.type(self.epsilon))
+        if self.scale:
+            scale = scale * w["gamma"]
+        shift = -w["moving_mean"] * scale
+        if self.center:
+            shift += w["beta"]
+        out = x * scale
+        out += shift
         return out.astype(self.dtype, copy=False)
 
     def backward(self, dout):
