@@ -50,9 +50,12 @@ def measure(fn, x, repeats: int, min_seconds: float = 0.5) -> list[float]:
     return times
 
 
-def worker(arch: str, backend: str, batches: list[int], repeats: int) -> dict:
+def worker(arch: str, backend: str, batches: list[int], repeats: int, keep_memory: bool = True) -> dict:
     """Runs in its own process: load one backend of one arch, time every batch size."""
     arch_dir = ROOT / "weights" / arch
+    if keep_memory:  # as the service does at start-up (KEEP_FREED_MEMORY), for every backend alike
+        from scratch_models.allocator import keep_freed_memory
+        keep_freed_memory()
     if backend == "scratch":
         import scratch_models
         model = scratch_models.load(arch_dir)
@@ -101,7 +104,7 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def write_report(results: list[dict], out_dir: Path) -> None:
+def write_report(results: list[dict], out_dir: Path, keep_memory: bool = True) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -114,6 +117,9 @@ def write_report(results: list[dict], out_dir: Path) -> None:
              f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `python benchmarks/bench_models.py`; "
              "medians over repeated calls, every number from this one run.", "",
              "Machine: " + json.dumps(machine()), "",
+             "Allocator: " + ("large freed buffers kept in the heap (`scratch_models.allocator.keep_freed_memory()`, "
+                              "as the service does by default), in every backend's process alike"
+                              if keep_memory else "glibc defaults (`--default-allocator`)") + ".", "",
              "| arch | batch | scratch ms | keras tf.function ms | keras predict ms | scratch items/s | keras tf.function items/s | scratch/keras throughput |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for arch in archs:
@@ -148,10 +154,12 @@ def main(argv=None) -> None:
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32, 256])
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--out", type=Path, default=ROOT / "reports")
+    p.add_argument("--default-allocator", action="store_true",
+                   help="leave glibc's malloc thresholds alone (the service's KEEP_FREED_MEMORY=false)")
     p.add_argument("--worker", nargs=2, metavar=("ARCH", "BACKEND"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.batches, args.repeats)))
+        print(json.dumps(worker(*args.worker, args.batches, args.repeats, not args.default_allocator)))
         return
     results = []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -162,11 +170,12 @@ def main(argv=None) -> None:
         for backend in BACKENDS:
             print(f"[bench] {arch} / {backend} ...", flush=True)
             out = subprocess.run([sys.executable, __file__, "--worker", arch, backend, "--repeats", str(args.repeats),
-                                  "--batches", *map(str, args.batches)], capture_output=True, text=True, env=env, check=True)
+                                  "--batches", *map(str, args.batches)]
+                                 + (["--default-allocator"] if args.default_allocator else []), capture_output=True, text=True, env=env, check=True)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             for row in results[-1]["rows"]:
                 print(f"         batch {row['batch']:>4}: {row['median_ms']:8.2f} ms  {row['items_per_s']:9.0f} items/s", flush=True)
-    write_report(results, args.out)
+    write_report(results, args.out, keep_memory=not args.default_allocator)
     print((args.out / "benchmarks.md").read_text())
 
 

@@ -12,11 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from . import parallel
 from .layers import InputLayer, Layer, deserialize_layer, serialize_layer
 from .ops import Op
+from .threads import single_threaded_blas
 
 TensorRef = tuple  # (layer_name, node_index, tensor_index)
 DEFAULT_BATCH_SIZE = 256
+#: Smallest part worth a thread of its own (``predict`` splits a batch of N into at most N // 128 parts).
+PARALLEL_MIN_ITEMS_PER_PART = 128
+RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "Bidirectional")
 
 
 def is_ref(value: Any) -> bool:
@@ -207,8 +212,25 @@ class Model:
         if batch_size <= 0:
             raise ValueError(f"Expected a positive integer for `batch_size`, received: {batch_size}")
         if len(x) <= batch_size:
-            return np.asarray(self(x), self.dtype)
-        return np.concatenate([self(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).astype(self.dtype)
+            return np.asarray(self._forward_split(x), self.dtype)
+        return np.concatenate([self._forward_split(x[i:i + batch_size])
+                               for i in range(0, len(x), batch_size)]).astype(self.dtype)
+
+    def _forward_split(self, x: np.ndarray) -> np.ndarray:
+        """Inference on one part of the batch per core, in threads, for recurrent models and large batches.
+
+        Rows are independent at inference, and NumPy releases the GIL in its loops and matrix
+        products, so the recurrent steps' element-wise passes, which NumPy runs on one core, run on
+        all of them (BLAS runs one thread per part meanwhile). Measured (2 cores, batch 256): rnn
+        17.5 -> 13.3 ms, lstm 69.7 -> 53.5 ms; slower for the CNN (36.7 vs 23.9 ms at batch 32, 191 vs
+        161 at 256: its matrix products already use every core) and for parts under 128 texts.
+        """
+        recurrent = any(type(layer).__name__ in RECURRENT_LAYERS for layer in self.layers.values())
+        parts = min(parallel.cores(), len(x) // PARALLEL_MIN_ITEMS_PER_PART) if recurrent else 1
+        if parts < 2:
+            return self(x)
+        with single_threaded_blas():
+            return np.concatenate(parallel.map_parts(self, np.array_split(x, parts)))
 
     # -- training (scratch_models.training) ------------------------------------------------------
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy") -> None:

@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from scratch_models.allocator import keep_freed_memory
+
 from .errors import install_error_handlers
 from .inference import Inference
 from .log import configure_logging
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if settings.keep_freed_memory:
+            keep_freed_memory()
         reg = registry or ModelRegistry(settings.weights_dir)
         app.state.registry = reg
         app.state.parity = ParityService(reg, settings.data_dir, loader=test_split_loader)
@@ -60,7 +64,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
                                                        "max_body_bytes": settings.max_body_bytes,
                                                        "default_backend": settings.default_backend,
                                                        "dynamic_batching": settings.dynamic_batching,
-                                                       "batch_wait_ms": settings.batch_wait_ms}})
+                                                       "batch_wait_ms": settings.batch_wait_ms,
+                                                       "keep_freed_memory": settings.keep_freed_memory}})
         try:
             yield
         finally:

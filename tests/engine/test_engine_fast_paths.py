@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratch_models.layers import AveragePooling2D, BatchNormalization, Conv2D, MaxPooling2D
+from scratch_models.layers import AveragePooling2D, BatchNormalization, Conv2D, MaxPooling2D, convolution
 
 RNG = np.random.default_rng(1234)
 
@@ -64,9 +64,16 @@ CONV_CASES = [
 ]
 
 
+@pytest.fixture(params=["winograd-where-it-applies", "im2col-only"])
+def winograd_min_batch(request, monkeypatch):
+    """Run each case with Winograd allowed at any batch size, and with it off (the im2col path)."""
+    monkeypatch.setattr(convolution, "WINOGRAD_MIN_BATCH", 1 if request.param == "winograd-where-it-applies" else 10**9)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:5])) + f"-k{c[5][0]}{c[5][1]}s{c[6][0]}{c[6][1]}{c[7]}")
-def test_conv2d_inference_matches_direct_reference(case, dtype):
+def test_conv2d_inference_matches_direct_reference(case, dtype, winograd_min_batch):
     n, h, w, c, f, k, strides, padding, activation, use_bias = case
     layer = make_conv(c, f, k, strides, padding, activation, use_bias, h, w, dtype)
     x = np.maximum(RNG.standard_normal((n, h, w, c)) * 3, 0).astype(dtype)  # ReLU-like activations
@@ -82,12 +89,15 @@ def test_conv2d_inference_matches_direct_reference(case, dtype):
 
 def test_winograd_is_taken_where_it_applies():
     layer = make_conv(64, 8, (3, 3), (1, 1), "same", "linear", False, 8, 8, "float32")
-    assert layer._winograd_applies((2, 8, 8, 64))
-    assert not layer._winograd_applies((2, 7, 8, 64))  # odd height
-    assert not layer._winograd_applies((2, 8, 8, 3))   # too few channels
+    big = convolution.WINOGRAD_MIN_BATCH
+    assert layer._winograd_applies((big, 8, 8, 64))
+    assert not layer._winograd_applies((big, 7, 8, 64))  # odd height
+    assert not layer._winograd_applies((big, 8, 8, 3))   # too few channels
+    assert not layer._winograd_applies((big - 1, 8, 8, 64))  # small batch: im2col
 
 
-def test_winograd_kernel_follows_weight_changes():
+def test_winograd_kernel_follows_weight_changes(monkeypatch):
+    monkeypatch.setattr(convolution, "WINOGRAD_MIN_BATCH", 1)
     layer = make_conv(32, 16, (3, 3), (1, 1), "same", "linear", True, 8, 8, "float32")
     x = RNG.random((3, 8, 8, 32), dtype=np.float32)
     layer.forward(x)
@@ -107,10 +117,12 @@ def test_conv2d_inference_does_not_modify_its_input():
     np.testing.assert_array_equal(x, before)
 
 
-@pytest.mark.parametrize("n, h, w, c, f", [(7, 16, 16, 64, 32), (1, 15, 15, 3, 16), (7, 32, 32, 3, 32)])
+@pytest.mark.parametrize("n, h, w, c, f", [(128, 16, 16, 64, 32), (7, 16, 16, 64, 32), (1, 15, 15, 3, 16),
+                                           (7, 32, 32, 3, 32)])
 def test_conv2d_inference_matches_keras(n, h, w, c, f):
-    keras = pytest.importorskip("keras")
+    import keras
     layer = make_conv(c, f, (3, 3), (1, 1), "same", "relu", True, h, w, "float32")
+    assert layer._winograd_applies((n, h, w, c)) == (n >= convolution.WINOGRAD_MIN_BATCH and c >= 16 and h % 2 == 0)
     klayer = keras.layers.Conv2D(f, 3, padding="same", activation="relu")
     klayer.build((None, h, w, c))
     klayer.set_weights([layer.weights["kernel"], layer.weights["bias"]])

@@ -72,3 +72,31 @@ def test_step_into_gives_the_numbers_of_step(cell, dtype):
     layer.step_into(xw_t, inplace, np.empty((9, layer.gates * 6), dtype))
     for got, want in zip(inplace, expected):
         assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_predict_splits_large_text_batches_across_threads(monkeypatch):
+    """A batch of 300 texts runs as 2 parts in 2 threads: the numbers of one part, and of Keras."""
+    from engine_helpers import TEXT_T, TEXT_VOCAB, keras_out, make_keras_text
+    import scratch_models
+    from scratch_models import parallel
+
+    kmodel = make_keras_text(bidirectional=True)
+    model = scratch_models.from_keras(kmodel)
+    ids = padded_ids(np.random.default_rng(5), 300, TEXT_T, TEXT_VOCAB, "right")
+    calls = []
+    real_map = parallel.map_parts
+    monkeypatch.setattr(parallel, "map_parts", lambda fn, parts: calls.append(len(parts)) or real_map(fn, parts))
+    monkeypatch.setenv("SCRATCH_MODELS_THREADS", "2")
+    split = model.predict(ids)
+    monkeypatch.setenv("SCRATCH_MODELS_THREADS", "1")
+    whole = model.predict(ids)
+    assert calls == [2]
+    assert np.abs(split - whole).max() <= 1e-6
+    assert np.abs(split - keras_out(kmodel, ids)).max() <= 1e-5
+
+
+def test_threads_setting_is_checked(monkeypatch):
+    from scratch_models import parallel
+    monkeypatch.setenv("SCRATCH_MODELS_THREADS", "two")
+    with pytest.raises(ValueError, match="SCRATCH_MODELS_THREADS.*'two'"):
+        parallel.cores()

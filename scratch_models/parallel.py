@@ -1,0 +1,42 @@
+"""Run independent parts of an inference batch on all cores, in threads.
+
+NumPy releases the GIL inside its element-wise loops and matrix products, so threads over
+disjoint row ranges of a batch run truly in parallel. ``SCRATCH_MODELS_THREADS`` caps the number of
+parts (default: the cores this process may use; 1 turns the splitting off).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def cores() -> int:
+    """Parts a batch may be split into: ``SCRATCH_MODELS_THREADS``, else the usable cores."""
+    value = os.environ.get("SCRATCH_MODELS_THREADS")
+    if value is not None:
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"Expected a positive integer in SCRATCH_MODELS_THREADS, received: {value!r}") from None
+        if n < 1:
+            raise ValueError(f"Expected a positive integer in SCRATCH_MODELS_THREADS, received: {value!r}")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def map_parts(fn: Callable[[np.ndarray], np.ndarray], parts: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``[fn(p) for p in parts]``, the first part in the calling thread and the others in the pool."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max(1, cores() - 1), thread_name_prefix="scratch-models")
+    futures = [_pool.submit(fn, p) for p in parts[1:]]
+    first = fn(parts[0])
+    return [first, *(f.result() for f in futures)]
