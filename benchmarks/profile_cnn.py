@@ -105,6 +105,8 @@ def main() -> None:
           f"{args.repeats} runs after a warm-up, every number from this one run.", "",
           "| batch | median ms | ms/item | GFLOP/s (direct-conv count) |", "|---:|---:|---:|---:|"]
 
+    from scratch_models.allocator import keep_freed_memory
+    keep_freed_memory()  # as the service and bench_models.py run it
     model = scratch_models.load(args.weights)
     rng = np.random.default_rng(0)
     peak, peak_text = machine_peak_gflops()
