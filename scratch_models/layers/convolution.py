@@ -124,10 +124,7 @@ class Conv2D(Layer):
         if ho <= 0 or wo <= 0:
             raise ValueError(f"Conv2D {self.name!r}: input {x.shape[1:3]} is smaller than the kernel {self.kernel_size}")
         if not training:
-            out = self._winograd(x) if self._winograd_applies(x.shape) else self._infer(x, k2d, ho, wo)
-            if self.activation == "relu":  # ``out`` is this call's own fresh array: no copy needed
-                return np.maximum(out, 0, out=out)
-            return self.act(out)
+            return self.infer(x)
         xp = pad_images(x, self.kernel_size, self.strides, self.padding)
         out = np.empty((n, ho, wo, self.filters), self.dtype)
         per_item = ho * wo * k2d.shape[0]
@@ -143,24 +140,45 @@ class Conv2D(Layer):
             self.cache = Cache(x_shape=x.shape, xp=xp, z=out, y=y, out_hw=(ho, wo))
         return y
 
+    def infer(self, x: np.ndarray, kernel: np.ndarray | None = None, bias: np.ndarray | None = None,
+              activation: str | None = None) -> np.ndarray:
+        """Inference, optionally with another ``kernel`` (kh, kw, C, filters), ``bias`` (filters,) and
+        activation name than the layer's own: ``Model`` folds a following BatchNormalization (and ReLU)
+        into them. Results are this call's own fresh arrays, so the activation runs in place."""
+        kernel = self.weights["kernel"] if kernel is None else kernel
+        bias = self.weights.get("bias") if bias is None else bias
+        activation = self.activation if activation is None else activation
+        kh, kw = self.kernel_size
+        n = len(x)
+        _, ho, wo, _ = self.compute_output_shape((n, *x.shape[1:]))
+        if ho <= 0 or wo <= 0:
+            raise ValueError(f"Conv2D {self.name!r}: input {x.shape[1:3]} is smaller than the kernel {self.kernel_size}")
+        if self._winograd_applies(x.shape):
+            out = self._winograd(x, kernel, bias)
+        else:
+            out = self._infer(x, kernel.reshape(kh * kw * kernel.shape[2], self.filters), bias, ho, wo)
+        if activation == "relu":
+            return np.maximum(out, 0, out=out)
+        return activations.get(activation)(out)
+
     def _winograd_applies(self, x_shape) -> bool:
         """3x3, stride 1, 'same', even H and W, and enough channels and items for the 16 small products to pay."""
         return (self.kernel_size == (3, 3) and self.strides == (1, 1) and self.padding == "same"
                 and x_shape[1] % 2 == 0 and x_shape[2] % 2 == 0 and x_shape[3] >= WINOGRAD_MIN_CHANNELS
                 and x_shape[0] >= WINOGRAD_MIN_BATCH)
 
-    def _winograd_kernel(self) -> np.ndarray:
-        """G g Gᵀ of the kernel, (16, C, filters), computed in float64; recomputed whenever the kernel
-        changes (``set_weights`` replaces it, optimizers update it in place: hence the value check)."""
-        kernel = self.weights["kernel"]
+    def _winograd_kernel(self, kernel: np.ndarray) -> np.ndarray:
+        """G g Gᵀ of ``kernel``, (16, C, filters), computed in float64; recomputed whenever the kernel's
+        values change (``set_weights`` replaces it, optimizers update it in place, and a folded kernel is a
+        new array each call: hence a check by value)."""
         cached = getattr(self, "_wino_cache", None)
-        if cached is None or cached[0] is not kernel or not np.array_equal(cached[1], kernel):
+        if cached is None or cached[0].shape != kernel.shape or not np.array_equal(cached[0], kernel):
             u = np.einsum("ai,ijcf,bj->abcf", WINO_G, kernel.astype(np.float64), WINO_G)
-            cached = (kernel, kernel.copy(), np.ascontiguousarray(u.reshape(16, *kernel.shape[2:]), self.dtype))
+            cached = (kernel.copy(), np.ascontiguousarray(u.reshape(16, *kernel.shape[2:]), self.dtype))
             self._wino_cache = cached
-        return cached[2]
+        return cached[1]
 
-    def _winograd(self, x: np.ndarray) -> np.ndarray:
+    def _winograd(self, x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         """Winograd F(2x2, 3x3): each 2x2 output tile from its 4x4 input tile with 16 products per
         (tile, channel, filter) instead of 36, i.e. 2.25x fewer multiplications in the matrix products.
 
@@ -171,13 +189,13 @@ class Conv2D(Layer):
         n, h, w, cin = x.shape
         f = self.filters
         th, tw = h // 2, w // 2
-        u = self._winograd_kernel()
+        u = self._winograd_kernel(kernel)
         dt = self.dtype
         step = max(1, min(n, WINOGRAD_CHUNK_TILES // (th * tw)))
         out = np.empty((n, h, w, f), dt)
         self._winograd_chunks(x, out, u, step)  # with BLAS threads: faster at batch 256 than one thread
-        if self.use_bias:
-            out += self.weights["bias"]
+        if bias is not None:
+            out += bias
         return out
 
     def _winograd_chunks(self, x, out, u, step):
@@ -206,7 +224,7 @@ class Conv2D(Layer):
                 for c in range(2):
                     o[:, :, r, :, c] = y[2 * r + c, :tiles * f].reshape(b, th, tw, f)
 
-    def _infer(self, x: np.ndarray, k2d: np.ndarray, ho: int, wo: int) -> np.ndarray:
+    def _infer(self, x: np.ndarray, k2d: np.ndarray, bias: np.ndarray | None, ho: int, wo: int) -> np.ndarray:
         """Inference im2col into one reused, cache-sized buffer, one slice copy per window offset.
 
         The generic path (``windows(...).transpose(...)``) is a 6-D strided copy whose innermost run is
@@ -244,8 +262,8 @@ class Conv2D(Layer):
                         cols[:, :, :, k] = xp[:m, ys, xs]
                     a = cols.reshape(m * ho * wo, -1)
                 np.matmul(a, k2d, out=out[start:start + m].reshape(-1, f))
-        if self.use_bias:
-            out += self.weights["bias"]
+        if bias is not None:
+            out += bias
         return out
 
     def backward(self, dout, pre_activation: bool = False):

@@ -64,10 +64,11 @@ class BatchNormalization(Layer):
             self.cache = Cache(x_hat=(x - mean) * inv, inv=inv, axes=axes)
         return out.astype(self.dtype, copy=False)
 
-    def _infer(self, x):
-        """``x * scale + shift`` with ``scale = gamma / sqrt(var + eps)``, ``shift = beta - mean * scale``:
-        two passes over a fresh output instead of three. The per-channel vectors are recomputed each call
-        (microseconds), so weights changed by ``set_weights`` or in place by an optimizer are always seen."""
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inference as ``x * scale + shift`` per channel: ``scale = gamma / sqrt(var + eps)``,
+        ``shift = beta - mean * scale`` (C,) each. Recomputed per call (microseconds), so weights changed
+        by ``set_weights`` or in place by an optimizer are always seen; ``Model`` folds them into a
+        preceding Conv2D."""
         w = self.weights
         scale = 1.0 / np.sqrt(w["moving_variance"] + self.dtype.type(self.epsilon))
         if self.scale:
@@ -75,6 +76,11 @@ class BatchNormalization(Layer):
         shift = -w["moving_mean"] * scale
         if self.center:
             shift += w["beta"]
+        return scale, shift
+
+    def _infer(self, x):
+        """``x * scale + shift``: two passes over a fresh output instead of three."""
+        scale, shift = self.affine()
         out = x * scale
         out += shift
         return out.astype(self.dtype, copy=False)

@@ -191,3 +191,47 @@ def test_batchnorm_inference_matches_formula(shape, scale, center, dtype):
     layer.weights["moving_mean"] += 1  # in place: seen at the next call
     assert np.abs(layer.forward(x) - (ref - (w["gamma"] if scale else 1) / np.sqrt(w["moving_variance"] + 1e-3))).max() \
         <= tol(dtype, ref)
+
+
+def _randomize(kmodel, seed):
+    rng = np.random.default_rng(seed)
+    kmodel.set_weights([rng.uniform(0.2, 2.0, w.shape).astype(np.float32) if "variance" in w.path
+                        else (rng.standard_normal(w.shape) * 0.4).astype(np.float32) for w in kmodel.weights])
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+@pytest.mark.parametrize("batch", [3, 130])  # 130: the Winograd path takes the folded kernel too
+def test_conv_batchnorm_relu_are_fused_at_inference_with_keras_numbers(use_bias, batch):
+    import keras
+    import scratch_models
+    L = keras.layers
+    kmodel = keras.Sequential([keras.Input((8, 8, 16)),
+                               L.Conv2D(16, 3, padding="same", use_bias=use_bias), L.BatchNormalization(), L.Activation("relu"),
+                               L.Conv2D(8, 3, padding="same", use_bias=use_bias), L.BatchNormalization(),  # no ReLU after
+                               L.Conv2D(4, 3, padding="same", activation="relu"), L.BatchNormalization(),  # conv has an activation
+                               L.GlobalAveragePooling2D(), L.Dense(3, activation="softmax")])
+    _randomize(kmodel, 3)
+    model = scratch_models.from_keras(kmodel)
+    fusions = {model.nodes[i].layer: (model.nodes[j].layer, None if k is None else model.nodes[k].layer)
+               for i, (j, k) in model._inference_fusions().items()}
+    conv, bn, act = ([n.layer for n in model.nodes if type(model.layers[n.layer]).__name__ == t]
+                     for t in ("Conv2D", "BatchNormalization", "Activation"))
+    assert fusions == {conv[0]: (bn[0], act[0]), conv[1]: (bn[1], None)}
+    x = RNG.random((batch, 8, 8, 16), dtype=np.float32)
+    ref = np.asarray(kmodel(x, training=False))
+    assert np.abs(model.predict(x) - ref).max() <= 1e-5
+
+
+def test_a_conv_output_read_twice_is_not_fused():
+    import keras
+    import scratch_models
+    L = keras.layers
+    inp = keras.Input((6, 6, 4))
+    z = L.Conv2D(4, 3, padding="same")(inp)
+    out = L.Add()([L.BatchNormalization()(z), z])  # z has two readers: folding BN into it would change the Add
+    kmodel = keras.Model(inp, L.Dense(2)(L.Flatten()(out)))
+    _randomize(kmodel, 4)
+    model = scratch_models.from_keras(kmodel)
+    assert model._inference_fusions() == {}
+    x = RNG.random((5, 6, 6, 4), dtype=np.float32)
+    assert np.abs(model.predict(x) - np.asarray(kmodel(x, training=False))).max() <= 1e-5
