@@ -88,9 +88,15 @@ class _Recurrent(Layer):
         what backward needs of this step)."""
         raise NotImplementedError
 
-    def step_into(self, xw_t: np.ndarray, state: tuple, z: np.ndarray) -> None:
+    def inference_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(kernel, recurrent_kernel, bias) in the column order ``step_into`` expects: the layer's own
+        (the LSTM reorders its gate blocks)."""
+        return self.weights["kernel"], self.weights["recurrent_kernel"], self.weights.get("bias")
+
+    def step_into(self, xw_t: np.ndarray, state: tuple, z: np.ndarray, recurrent_kernel: np.ndarray) -> None:
         """Inference step in place: overwrite ``state`` (views of the unmasked rows) with the new
-        state, using ``z`` (N, gates*units) as scratch space. The same numbers as ``step``."""
+        state, using ``z`` (N, gates*units) as scratch space; ``xw_t`` and ``recurrent_kernel`` in the
+        column order of ``inference_weights``. The same numbers as ``step``."""
         _, new_state, _ = self.step(xw_t, state)
         for old, new in zip(state, new_state):
             old[...] = new
@@ -153,9 +159,10 @@ class _Recurrent(Layer):
         unmasked, so the step computes just those and the others keep their state and output, as
         masking prescribes. Same numbers as the masked loop, with no selects and no work on padding."""
         n, t, _ = x.shape
-        xw = x[order] @ self.weights["kernel"]  # (N, T, gates*units), rows sorted by length
-        if self.use_bias:
-            xw += self.weights["bias"]
+        kernel, recurrent_kernel, bias = self.inference_weights()
+        xw = x[order] @ kernel  # (N, T, gates*units), rows sorted by length
+        if bias is not None:
+            xw += bias
         state = self.initial_state(n)
         output = state[0]  # the output is h; a masked row keeps both (zeros before its first step)
         z = np.empty((n, self.gates * self.units), self.dtype)
@@ -163,7 +170,7 @@ class _Recurrent(Layer):
         for i in range(t):
             k = int(active[i])
             if k:
-                self.step_into(xw[:k, i], tuple(s[:k] for s in state), z[:k])
+                self.step_into(xw[:k, i], tuple(s[:k] for s in state), z[:k], recurrent_kernel)
             if outputs is not None:
                 if self.zero_output_for_mask:
                     outputs[:k, i] = output[:k]
@@ -220,9 +227,9 @@ class SimpleRNN(_Recurrent):
         h = self.act(z)
         return h, (h,), (z, h)
 
-    def step_into(self, xw_t, state, z):
+    def step_into(self, xw_t, state, z, recurrent_kernel):
         h = state[0]
-        np.matmul(h, self.weights["recurrent_kernel"], out=z)
+        np.matmul(h, recurrent_kernel, out=z)
         z += xw_t
         if self.activation == "tanh":
             np.tanh(z, out=h)
@@ -271,20 +278,34 @@ class LSTM(_Recurrent):
         h = o * act_c
         return h, (h, c), Cache(z=z, i=i, f=f, g=g, o=o, c=c, act_c=act_c)
 
-    def step_into(self, xw_t, state, z):
-        if (self.recurrent_activation, self.activation) != ("sigmoid", "tanh"):
-            return super().step_into(xw_t, state, z)
+    def _fast_gates(self) -> bool:
+        return (self.recurrent_activation, self.activation) == ("sigmoid", "tanh")
+
+    def inference_weights(self):
+        """With the default activations, gate blocks reordered i, f, o, c: the three sigmoid gates are then
+        one contiguous block, one sigmoid per step instead of three. A column permutation: exact."""
+        if not self._fast_gates():
+            return super().inference_weights()
+        u = self.units
+        cols = np.r_[0:2 * u, 3 * u:4 * u, 2 * u:3 * u]
+        bias = self.weights.get("bias")
+        return (self.weights["kernel"][:, cols], self.weights["recurrent_kernel"][:, cols],
+                None if bias is None else bias[cols])
+
+    def step_into(self, xw_t, state, z, recurrent_kernel):
+        if not self._fast_gates():
+            return super().step_into(xw_t, state, z, recurrent_kernel)
         h, c = state
         u = self.units
-        np.matmul(h, self.weights["recurrent_kernel"], out=z)
+        np.matmul(h, recurrent_kernel, out=z)
         z += xw_t
         half = self.dtype.type(0.5)
-        for gates in (z[:, :2 * u], z[:, 3 * u:]):  # i, f and o: sigmoid as activations.sigmoid computes it
-            gates *= half
-            np.tanh(gates, out=gates)
-            gates += 1
-            gates *= half
-        i, f, g, o = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
+        gates = z[:, :3 * u]  # i, f, o: sigmoid as activations.sigmoid computes it
+        gates *= half
+        np.tanh(gates, out=gates)
+        gates += 1
+        gates *= half
+        i, f, o, g = z[:, :u], z[:, u:2 * u], z[:, 2 * u:3 * u], z[:, 3 * u:]
         np.tanh(g, out=g)
         c *= f
         g *= i

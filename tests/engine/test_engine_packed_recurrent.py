@@ -69,7 +69,13 @@ def test_step_into_gives_the_numbers_of_step(cell, dtype):
     state = tuple(rng.standard_normal((9, 6)).astype(dtype) for _ in layer.initial_state(9))
     _, expected, _ = layer.step(xw_t, state)
     inplace = tuple(s.copy() for s in state)
-    layer.step_into(xw_t, inplace, np.empty((9, layer.gates * 6), dtype))
+    # step_into works in inference_weights' column order (the LSTM's gate blocks i, f, o, c): find the
+    # permutation by where each recurrent-kernel column went, and feed xw_t in that order.
+    _, rec, _ = layer.inference_weights()
+    own = layer.weights["recurrent_kernel"]
+    cols = [int(np.flatnonzero((own == rec[:, [j]]).all(axis=0))[0]) for j in range(rec.shape[1])]
+    assert sorted(cols) == list(range(own.shape[1]))
+    layer.step_into(xw_t[:, cols], inplace, np.empty((9, layer.gates * 6), dtype), rec)
     for got, want in zip(inplace, expected):
         assert got.dtype == want.dtype and np.array_equal(got, want)
 
