@@ -125,7 +125,9 @@ def main() -> None:
     flops = direct_flops(model, args.profile_batch)
     total = sum(t for *_, t in rows)
     print(f"\nper-layer forward at batch {args.profile_batch} (medians; sum {total * 1e3:.1f} ms)")
-    md += [f"Per layer at batch {args.profile_batch} (medians; sum {total * 1e3:.1f} ms):", "",
+    md += [f"Per layer at batch {args.profile_batch} (medians; sum {total * 1e3:.1f} ms). Each layer's own "
+           "`forward`, one by one: `predict` runs Conv2D -> BatchNormalization -> ReLU chains as one fused "
+           "convolution, so there the BatchNormalization and Activation rows mostly disappear.", "",
            "| layer | type | ms | share | GFLOP/s |", "|---|---|---:|---:|---:|"]
     by_kind = defaultdict(float)
     for name, kind, t in rows:
