@@ -116,6 +116,8 @@ class Conv2D(Layer):
         return (n, output_size(h, kh, sh, self.padding), output_size(w, kw, sw, self.padding), self.filters)
 
     def forward(self, x, mask=None, training=False):
+        if not training:
+            return self.infer(x)
         kh, kw = self.kernel_size
         kernel = self.weights["kernel"]
         k2d = kernel.reshape(kh * kw * kernel.shape[2], self.filters)  # rows ordered (i, j, c)
@@ -123,8 +125,6 @@ class Conv2D(Layer):
         _, ho, wo, _ = self.compute_output_shape((n, *x.shape[1:]))
         if ho <= 0 or wo <= 0:
             raise ValueError(f"Conv2D {self.name!r}: input {x.shape[1:3]} is smaller than the kernel {self.kernel_size}")
-        if not training:
-            return self.infer(x)
         xp = pad_images(x, self.kernel_size, self.strides, self.padding)
         out = np.empty((n, ho, wo, self.filters), self.dtype)
         per_item = ho * wo * k2d.shape[0]
