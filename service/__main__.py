@@ -10,7 +10,8 @@ from .settings import get_settings
 def main() -> None:
     s = get_settings()
     uvicorn.run("service.app:app", host=s.host, port=s.port, log_config=uvicorn_log_config(s.log_level),
-                access_log=False, proxy_headers=True, workers=s.workers)
+                access_log=False, proxy_headers=True, workers=s.workers,
+                timeout_keep_alive=s.keep_alive_s)
 
 
 if __name__ == "__main__":

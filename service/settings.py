@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     dynamic_batching: bool = Field(True, description="Merge concurrent `/predict` requests for the same arch and backend into one forward pass (up to MAX_BATCH items or BATCH_WAIT_MS); false: each request is its own forward pass.")
     batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="Dynamic batching: how long a batch stays open for more requests after its first request arrives (flushed earlier when MAX_BATCH items are queued).")
     keep_freed_memory: bool = Field(True, description="Keep large freed buffers in the process heap (glibc mallopt, `scratch_models.allocator`): the scratch backend's forward passes stop page-faulting through fresh memory (CNN batch 32: 46 -> 23 ms); the process keeps its peak working set.")
+    keep_alive_s: int = Field(75, ge=1, le=3600, description="Seconds uvicorn keeps an idle HTTP/1.1 connection open (`timeout_keep_alive`). Longer than the clients' own expiry (httpx 5 s, nginx upstream 4 s here, 60 s behind most cloud load balancers), so the server never closes a connection a client is about to reuse: with uvicorn's default of 5 s, httpx clients now and then get a ReadError on reuse.")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (`python -m service`); each loads every model (see docs/scaling.md).")
 
 

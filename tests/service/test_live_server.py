@@ -84,3 +84,34 @@ async def test_health_answers_while_a_large_batch_is_computed(live_server):
         r = await big
         assert r.status_code == 200 and len(r.json()["predictions"]) == 256
         assert health_latency < 1.0
+
+
+def _http_get(sock, path: str) -> bytes:
+    """One keep-alive GET on an open socket -> the raw response (b"" if the server had closed it)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return data
+
+
+def test_an_idle_keep_alive_connection_outlives_the_clients_expiry(live_server):
+    """A connection left idle for 6 s (longer than httpx's 5 s keepalive_expiry and uvicorn's default
+    timeout_keep_alive of 5 s) still serves the next request: the server is not the side that closes it
+    (KEEP_ALIVE_S, 75 s), so a client never reuses a connection that is being closed (httpx ReadError)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(live_server.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        assert _http_get(sock, "/health").startswith(b"HTTP/1.1 200")
+        time.sleep(6.0)
+        second = _http_get(sock, "/health")
+    assert second.startswith(b"HTTP/1.1 200"), f"connection closed by the server after 6 s idle: {second!r}"
