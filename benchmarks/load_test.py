@@ -61,6 +61,27 @@ def proc_kb(pid: int, field: str = "VmRSS") -> int | None:
     return None
 
 
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, all its threads (/proc/<pid>/stat); None if unreadable."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
+async def forward_totals(client: httpx.AsyncClient, arch: str, backend: str) -> tuple[float, float, float]:
+    """From the server's /metrics: (forward passes, their seconds, their items) so far for arch x backend."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals = {"inference_forward_duration_seconds_count": 0.0, "inference_forward_duration_seconds_sum": 0.0,
+              "inference_batch_size_sum": 0.0}
+    for family in text_string_to_metric_families((await client.get("/metrics")).text):
+        for sample in family.samples:
+            if sample.name in totals and sample.labels.get("arch") == arch and sample.labels.get("backend") == backend:
+                totals[sample.name] += sample.value
+    return tuple(totals.values())
+
+
 class Server:
     """``python -m service`` on 127.0.0.1:<free port> with ``env`` overrides; logs to a file."""
 
@@ -140,9 +161,12 @@ def payloads(arch: str, n: int = 64) -> list[dict]:
 
 
 async def run_load(base_url: str, arch: str, backend: str, bodies: list[dict], requests: int, concurrency: int,
-                   max_seconds: float, warmup: int = 0) -> dict:
+                   max_seconds: float, warmup: int = 0, server_pid: int | None = None) -> dict:
     """``requests`` POSTs (fewer if ``max_seconds`` runs out) from ``concurrency`` concurrent senders, after
-    ``warmup`` unrecorded ones on the same connections (so connection set-up is not measured)."""
+    ``warmup`` unrecorded ones on the same connections (so connection set-up is not measured).
+
+    With ``server_pid``, also where the time went, per request: the server's CPU time (all its threads),
+    the wall time of its forward passes (from /metrics) and this client's CPU time."""
     url = f"/predict/{arch}?backend={backend}"
     latencies: list[float] = []
     batch_sizes: list[int] = []
@@ -175,10 +199,21 @@ async def run_load(base_url: str, arch: str, backend: str, bodies: list[dict], r
             latencies.clear(), batch_sizes.clear(), errors.clear()
             indices = iter(range(requests))
             deadline = loop.time() + max_seconds
+        fwd0 = await forward_totals(client, arch, backend) if server_pid else None
+        cpu0, client_cpu0 = (proc_cpu_seconds(server_pid) if server_pid else None), time.process_time()
         t0 = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
+        cpu1, client_cpu1 = (proc_cpu_seconds(server_pid) if server_pid else None), time.process_time()
+        fwd1 = await forward_totals(client, arch, backend) if server_pid else None
     done = len(latencies) + sum(errors.values())
+    per_request = {}
+    if server_pid and done and cpu0 is not None and cpu1 is not None:
+        passes, seconds = fwd1[0] - fwd0[0], fwd1[1] - fwd0[1]
+        per_request = {"server_cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / done, 3),
+                       "forward_ms_per_request": round(seconds * 1000 / done, 3),
+                       "forward_ms_per_pass": round(seconds * 1000 / passes, 3) if passes else None,
+                       "client_cpu_ms_per_request": round((client_cpu1 - client_cpu0) * 1000 / done, 3)}
     ms = sorted(x * 1000 for x in latencies)
     return {"arch": arch, "backend": backend, "concurrency": concurrency, "requests": done, "ok": len(latencies),
             "errors": sum(errors.values()), "error_kinds": dict(+errors), "elapsed_s": round(elapsed, 3),
@@ -187,7 +222,7 @@ async def run_load(base_url: str, arch: str, backend: str, bodies: list[dict], r
             "p50_ms": round(percentile(ms, 50), 2) if ms else None,
             "p99_ms": round(percentile(ms, 99), 2) if ms else None,
             "mean_batch_size": round(statistics.fmean(batch_sizes), 2) if batch_sizes else None,
-            "max_batch_size": max(batch_sizes) if batch_sizes else None}
+            "max_batch_size": max(batch_sizes) if batch_sizes else None, **per_request}
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -219,7 +254,7 @@ async def measure_server(server: Server, pairs, concurrencies, args, label: str)
         for c in concurrencies:
             rss_before = server.rss_mb()
             r = await run_load(server.base_url, arch, backend, bodies, args.requests, c, args.max_seconds,
-                               warmup=max(2 * c, 20))
+                               warmup=max(2 * c, 20), server_pid=server.proc.pid)
             r.update(batching=label, rss_before_mb=_r(rss_before), rss_after_mb=_r(server.rss_mb()))
             results.append(r)
             print(f"  {label:3} {arch:4} {backend:7} c={c:<3} {r['rps']:>8} req/s  p50 {r['p50_ms']} ms  "
@@ -314,6 +349,23 @@ def markdown(report: dict) -> str:
         for x in report["comparison"]:
             lines.append(f"| {x['arch']} | {x['backend']} | {x['rps_on']} | {x['rps_off']} | {x['ratio']}x | "
                          f"{x['p99_on_ms']} | {x['p99_off_ms']} | {x['mean_batch_on']} | {x['errors_on']}/{x['errors_off']} |")
+    costed = [r for r in report["runs"] if r.get("server_cpu_ms_per_request") is not None]
+    if costed:
+        lines += ["", "## Where a request's time goes", "",
+                  "CPU time per request of the server process (all threads) and of the load-test client, measured "
+                  "over each run (`/proc/<pid>/stat`, `time.process_time`), and the wall time of the server's forward "
+                  "passes per request (from `/metrics`). Server and client share the machine's "
+                  f"{m['cores']} cores, so (server + client) CPU per request bounds the requests/s: "
+                  f"{m['cores']} x 1000 / (server + client ms).", "",
+                  "| arch | backend | batching | concurrency | req/s | server CPU ms/req | forward ms/req (wall) | "
+                  "forward ms/pass | client CPU ms/req | CPU bound req/s |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in costed:
+            total = r["server_cpu_ms_per_request"] + r["client_cpu_ms_per_request"]
+            bound = round(m["cores"] * 1000 / total, 1) if total else None
+            lines.append(f"| {r['arch']} | {r['backend']} | {r['batching']} | {r['concurrency']} | {r['rps']} | "
+                         f"{r['server_cpu_ms_per_request']} | {r['forward_ms_per_request']} | "
+                         f"{r['forward_ms_per_pass']} | {r['client_cpu_ms_per_request']} | {bound} |")
     s = report["server"]
     lines += ["", "## Memory", "",
               f"* One server process (`python -m service`, every model loaded): RSS {s['rss_ready_mb']} MB when "
