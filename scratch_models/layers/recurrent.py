@@ -101,6 +101,30 @@ class _Recurrent(Layer):
         for old, new in zip(state, new_state):
             old[...] = new
 
+    # -- stacked inference: the fused Bidirectional runs its two layers as one stack ---------------
+    def stacks_with(self, other: "_Recurrent") -> bool:
+        """True when ``step_stacked`` can run this layer and ``other`` as one stack: the same cell
+        (one that has ``step_stacked``), units, activation and dtype."""
+        return (type(other) is type(self) and type(self).step_stacked is not _Recurrent.step_stacked
+                and other.units == self.units and other.activation == self.activation and other.dtype == self.dtype)
+
+    def stacked_weights_into(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray) -> None:
+        """Write this layer's (kernel, recurrent_kernel, bias) as ``step_stacked`` takes them into its
+        slices of the stacked arrays (zeros for no bias). Rebuilt at every call, never cached: the
+        optimizer updates weights in place. By default, the layer's own."""
+        kernel[...] = self.weights["kernel"]
+        recurrent_kernel[...] = self.weights["recurrent_kernel"]
+        bias[...] = self.weights.get("bias", 0)
+
+    def step_stacked(self, xw_t: np.ndarray, h_prev: np.ndarray, state: tuple, z: np.ndarray,
+                     recurrent_kernel: np.ndarray) -> None:
+        """Inference step of a stack of L layers of this cell, in place: ``h_prev`` (L, k, units) and the
+        carried state (``state[1:]``) -> new state in ``state`` (L, k, units) views, with ``z`` (L, k,
+        gates*units) as scratch; ``xw_t`` (L, k, gates*units) and ``recurrent_kernel`` (L, units,
+        gates*units) from ``stacked_weights_into``. One batched product per step for all L layers. Call it
+        under ``np.errstate(over="ignore")``: an overflow to inf may be part of the arithmetic."""
+        raise NotImplementedError
+
     def step_backward(self, dh: np.ndarray, dstate: tuple, saved, state: tuple) -> tuple[np.ndarray, tuple]:
         """Gradients w.r.t. this step's new output ``dh`` and new state -> (d xw_t, d previous state),
         accumulating ``grads["recurrent_kernel"]``."""
@@ -236,6 +260,17 @@ class SimpleRNN(_Recurrent):
         else:
             h[...] = self.act(z)
 
+    def step_stacked(self, xw_t, h_prev, state, z, recurrent_kernel):
+        h = state[0]
+        # Not the product straight into h: h_prev may be another part of h's buffer, and NumPy then
+        # copies operands it cannot prove disjoint (2x slower at 128 rows).
+        np.matmul(h_prev, recurrent_kernel, out=z)
+        np.add(z, xw_t, out=h)
+        if self.activation == "tanh":
+            np.tanh(h, out=h)
+        else:
+            h[...] = self.act(h)
+
     def step_backward(self, dh, dstate, saved, state):
         z, h = saved
         dz = activations.backward(self.activation, dh, z, h)
@@ -312,6 +347,41 @@ class LSTM(_Recurrent):
         c += g
         np.tanh(c, out=h)
         h *= o
+
+    def stacks_with(self, other):
+        return (super().stacks_with(other) and self._fast_gates() and other._fast_gates())
+
+    def stacked_weights_into(self, kernel, recurrent_kernel, bias):
+        """Gate blocks i, f, o, c as ``inference_weights``, the sigmoid gates' columns negated (an exact
+        sign flip): ``step_stacked`` then multiplies by ``sigmoid(x) = 1 / (1 + exp(-x))`` as a division
+        by ``1 + exp(-x)``, two passes and an ``exp``, which NumPy computes faster than the ``tanh`` of
+        ``step_into``'s form (the same values up to float rounding; ``exp`` -> inf gives exactly 0).
+        Block copies, not the fancy indexing of ``inference_weights``: this runs at every call."""
+        u = self.units
+        own = self.weights
+        for dst, src in ((kernel, own["kernel"]), (recurrent_kernel, own["recurrent_kernel"]), (bias, own.get("bias"))):
+            if src is None:  # no bias
+                dst[...] = 0
+                continue
+            np.negative(src[..., :2 * u], out=dst[..., :2 * u])      # i, f
+            np.negative(src[..., 3 * u:], out=dst[..., 2 * u:3 * u])  # o
+            dst[..., 3 * u:] = src[..., 2 * u:3 * u]                  # c
+
+    def step_stacked(self, xw_t, h_prev, state, z, recurrent_kernel):
+        h, c = state
+        u = self.units
+        np.matmul(h_prev, recurrent_kernel, out=z)
+        z += xw_t
+        gates = z[..., :3 * u]  # -z of i, f, o; exp(-z) = inf for z < -88 (the caller silences that)
+        np.exp(gates, out=gates)
+        gates += 1  # 1 / sigmoid: each product by a gate below is a division by this
+        i, f, o, g = z[..., :u], z[..., u:2 * u], z[..., 2 * u:3 * u], z[..., 3 * u:]
+        np.tanh(g, out=g)
+        c /= f
+        g /= i
+        c += g
+        np.tanh(c, out=h)
+        h /= o
 
     def step_backward(self, dh, dstate, saved, state):
         s, (h_prev, c_prev), u = saved, state, self.units
