@@ -6,7 +6,8 @@
 
 Times ``model.predict(x)`` (median of ``--repeats`` runs after a warm-up; x uniform in [0, 1)
 float32), then walks ``model.nodes`` in order as ``Model.__call__`` does, timing each layer's
-``forward`` at ``--profile-batch``. Also counts each Conv2D's and Dense's FLOPs as the direct
+``forward`` at ``--profile-batch``, and times the calls inside ``predict`` itself, where a Conv2D ->
+BatchNormalization [-> ReLU] [-> 2x2 max pooling] chain is one fused ``Conv2D.infer``. Also counts each Conv2D's and Dense's FLOPs as the direct
 algorithm does them (2 x multiply-adds; Winograd performs fewer multiplications for the same result),
 and so the achieved GFLOP/s against the machine's peak: cores x 32 FP32 FLOP per cycle (two AVX2
 FMA units, 8 lanes, 2 FLOP each) x the clock /proc/cpuinfo reports. On a shared machine compare runs
@@ -53,6 +54,35 @@ def layer_times(model, x, repeats: int) -> list[tuple[str, str, float]]:
             values[node.output] = layer.forward(args) if isinstance(layer, Op) else layer.forward(args[0])
             if rep:
                 samples[node.layer].append(time.perf_counter() - t0)
+    return [(name, type(model.layers[name]).__name__, float(np.median(ts))) for name, ts in samples.items()]
+
+
+def fused_layer_times(model, x, repeats: int) -> list[tuple[str, str, float]]:
+    """Median seconds of every layer call inside ``model.predict`` itself, where each Conv2D -> BN
+    [-> ReLU] [-> MaxPooling2D 2x2] chain is one ``Conv2D.infer`` call (timed under the conv's name)."""
+    samples = defaultdict(list)
+    patched = []
+    for layer in model.layers.values():
+        if isinstance(layer, Op) or not hasattr(layer, "forward"):
+            continue
+        attr = "infer" if type(layer).__name__ == "Conv2D" else "forward"
+        original = getattr(layer, attr)
+
+        def timed(*a, _original=original, _name=layer.name, **k):
+            t0 = time.perf_counter()
+            result = _original(*a, **k)
+            samples[_name].append(time.perf_counter() - t0)
+            return result
+        setattr(layer, attr, timed)
+        patched.append((layer, attr))
+    try:
+        model.predict(x)  # warm-up
+        samples.clear()
+        for _ in range(repeats):
+            model.predict(x)
+    finally:
+        for layer, attr in patched:
+            delattr(layer, attr)  # back to the class's method
     return [(name, type(model.layers[name]).__name__, float(np.median(ts))) for name, ts in samples.items()]
 
 
@@ -139,6 +169,21 @@ def main() -> None:
                         for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]))
     print("by layer type: " + summary)
     md += ["", "By layer type: " + summary + "."]
+
+    rows = fused_layer_times(model, x, args.repeats)
+    total = sum(t for *_, t in rows)
+    fusions = model._inference_fusions()
+    chains = {model.nodes[i].layer: " + ".join(model.nodes[n].layer for n in (i, *chain) if n is not None)
+              for i, chain in fusions.items()}
+    print(f"\nas predict runs them at batch {args.profile_batch} (fused chains; medians; sum {total * 1e3:.1f} ms)")
+    md += ["", f"As `predict` runs them at batch {args.profile_batch} (medians; sum {total * 1e3:.1f} ms): each "
+           "Conv2D row is the whole fused chain, Conv2D -> BatchNormalization [-> ReLU] [-> 2x2 MaxPooling2D], "
+           "in one `Conv2D.infer` call.", "", "| call | covers | ms | share | GFLOP/s |", "|---|---|---:|---:|---:|"]
+    for name, kind, t in rows:
+        rate = f"{flops[name] / t / 1e9:.1f}" if name in flops else ""
+        covers = chains.get(name, name)
+        print(f"  {covers:<70} {t * 1e3:>8.2f} ms {100 * t / total:>5.1f}% {rate:>7}")
+        md.append(f"| {name} | {covers} | {t * 1e3:.2f} | {100 * t / total:.1f} % | {rate} |")
     if args.out:
         from scratch_models.io_utils import atomic_write_bytes
         atomic_write_bytes(args.out, ("\n".join(md) + "\n").encode())

@@ -186,13 +186,15 @@ class Model:
             raise ValueError(f"Expected finite values, received {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
         return x
 
-    def _inference_fusions(self) -> dict[int, tuple[int, int | None]]:
-        """Conv2D (no activation) -> BatchNormalization [-> Activation('relu')] chains, each link the only
-        reader of the previous one: at inference they run as one Conv2D whose kernel and bias absorb the
-        BatchNormalization's per-channel ``x * scale + shift`` and whose ReLU runs in place. The same
-        arithmetic up to float rounding, two fewer passes over the largest activations.
-        Returns {conv node index: (batchnorm node index, relu node index or None)}; the graph is fixed
-        after ``build``, so this is computed once."""
+    def _inference_fusions(self) -> dict[int, tuple[int, int | None, int | None]]:
+        """Conv2D (no activation) -> BatchNormalization [-> Activation('relu')] [-> MaxPooling2D 2x2/2
+        'valid'] chains, each link the only reader of the previous one: at inference they run as one
+        Conv2D whose kernel and bias absorb the BatchNormalization's per-channel ``x * scale + shift``,
+        whose ReLU runs in place, and which max-pools each chunk of its product while it is in cache
+        (``Conv2D.infer(max_pool_2x2=True)``). The same arithmetic up to float rounding (the pooling is
+        exact), three fewer passes over the largest activations.
+        Returns {conv node index: (batchnorm node index, relu node index or None, pooling node index or
+        None)}; the graph is fixed after ``build``, so this is computed once."""
         if getattr(self, "_fusions", None) is not None:
             return self._fusions
         readers: dict[tuple, list[int]] = {}
@@ -221,7 +223,11 @@ class Model:
             if j is None:
                 continue
             k = only_reader(j, "Activation")
-            fusions[i] = (j, k if k is not None and self.layers[self.nodes[k].layer].activation == "relu" else None)
+            k = k if k is not None and self.layers[self.nodes[k].layer].activation == "relu" else None
+            p = only_reader(j if k is None else k, "MaxPooling2D")
+            pool = None if p is None else self.layers[self.nodes[p].layer]
+            two_by_two = pool is not None and pool.pool_size == pool.strides == (2, 2) and pool.padding == "valid"
+            fusions[i] = (j, k, p if two_by_two else None)
         self._fusions = fusions
         return fusions
 
@@ -237,14 +243,16 @@ class Model:
             layer = self.layers[node.layer]
             args = self._resolve(node.args, values)
             if i in fusions:
-                j, k = fusions[i]
+                j, k, p = fusions[i]
                 scale, shift = self.layers[self.nodes[j].layer].affine()
                 bias = layer.weights.get("bias")
-                y = layer.infer(args[0], layer.weights["kernel"] * scale,
-                                shift if bias is None else bias * scale + shift, "linear" if k is None else "relu")
-                last = self.nodes[j if k is None else k].output
+                pooled = p is not None and min(layer.compute_output_shape(args[0].shape)[1:3]) >= 2
+                y = layer.infer(args[0], layer.weights["kernel"] * scale, shift if bias is None else bias * scale + shift,
+                                "linear" if k is None else "relu", max_pool_2x2=pooled)
+                chain = [n for n in (j, k, p if pooled else None) if n is not None]
+                last = self.nodes[chain[-1]].output
                 values[last], masks[last] = y, None
-                fused.update(n for n in (j, k) if n is not None)
+                fused.update(chain)
                 continue
             if isinstance(layer, Op):
                 values[node.output] = layer.forward(args)

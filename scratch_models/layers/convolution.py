@@ -1,30 +1,46 @@
 """Conv2D: cross-correlation over channels-last images, as Keras."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .. import activations
+from .. import activations, parallel
+from ..threads import single_threaded_blas
 from .base import Cache, Layer, check_choice, check_positive_int, pair
 
 #: Upper bound on the im2col buffer of one chunk of the batch (elements, float32): keeps it in cache-ish memory.
 IM2COL_CHUNK_ELEMENTS = 1 << 22
-#: The same bound for the inference path, which reuses one buffer: small enough to stay in the L2/L3 caches.
-IM2COL_FAST_CHUNK_ELEMENTS = 1 << 20
+#: The same bound for the inference path, which reuses one buffer: small enough to stay in the L2/L3 caches
+#: (RGB 32x32 -> 32 with pooling at batch 256, interleaved: 10.7 ms at 1 << 19, 12.2 at 1 << 20, 13.9 at 1 << 21).
+IM2COL_FAST_CHUNK_ELEMENTS = 1 << 19
 #: Fewer input channels than this: build the im2col matrix channel-major (contiguous runs of wo, not C).
 IM2COL_CHANNEL_MAJOR_BELOW = 8
-#: Winograd F(2x2, 3x3) (Lavin & Gray, 2015): Bᵀ, G, Aᵀ, and the 2-D input/output transforms as Kronecker products.
+#: Winograd F(2x2, 3x3) (Lavin & Gray, 2015): Bᵀ, G, Aᵀ, and the 2-D input/output transforms as Kronecker
+#: products (the input one, WINO_BB, is applied as row and column differences instead; tests use it).
 WINO_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 WINO_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
 WINO_BB, WINO_AA = np.kron(WINO_BT, WINO_BT), np.kron(WINO_AT, WINO_AT)
+#: Activations a 2x2 max pooling commutes with (non-decreasing): Conv2D.infer can pool before them.
+POOL_COMMUTING_ACTIVATIONS = ("linear", "relu")
 #: Below this many input channels the 16 products are too thin for BLAS and im2col is faster.
 WINOGRAD_MIN_CHANNELS = 16
-#: Below this batch size im2col was as fast or faster (served CNN, 2-core EPYC, interleaved A/B:
-#: batch 32 60 vs 81 ms, batch 256 Winograd 221-319 vs im2col 260-402 ms).
-WINOGRAD_MIN_BATCH = 128
-#: 4x4 tiles per chunk of the batch: keeps the transform buffers within the caches.
-WINOGRAD_CHUNK_TILES = 1024
+#: Fewer 2x2 output tiles (N * H * W / 4) than this: im2col. Per layer of the served CNN (2-core EPYC,
+#: one BLAS thread, interleaved medians), Winograd was faster from batch 8 on (128 tiles of 8x8) for every
+#: layer with C >= 16 (16x16x64->64 at batch 8: 2.4 vs 3.2 ms; 8x8x128->128 at 256: 100 vs 172 ms); at
+#: batch 1 (64 tiles of 16x16, 16 of 8x8) the two were even.
+WINOGRAD_MIN_TILES = 128
+#: 4x4 tiles per chunk of the batch: keeps the transform buffers within the caches (one BLAS thread per
+#: part; served CNN at batch 256, sum of the four Winograd layers: 212 ms at 256, 218 at 512, 224 at 1024).
+WINOGRAD_CHUNK_TILES = 256
+#: Inference splits the batch over the cores (threads, one BLAS thread each) only for parts of at least
+#: this many items and this many multiply-adds. A hand-over costs 20 us idle but up to milliseconds when
+#: the other core is busy; measured on the served CNN (interleaved, busy 2-core host): a split at batch 8
+#: lost (8x8x128->128: 1.4 vs 1.2 ms), at batch 32 and 256 it won (p25 73 vs 94 ms, 243 vs 340 ms).
+CONV_PARALLEL_MIN_ITEMS = 16
+CONV_PARALLEL_MIN_WORK = 1 << 22
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -71,6 +87,51 @@ def window_offsets(kernel: tuple[int, int], strides: tuple[int, int], out_hw: tu
 def windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int]) -> np.ndarray:
     """A strided view (N, Ho, Wo, C, kh, kw) of every window of an already padded (N, H, W, C)."""
     return sliding_window_view(x, kernel, axis=(1, 2))[:, ::strides[0], ::strides[1]]
+
+
+def _in_pool_thread() -> bool:
+    """True inside a ``parallel.map_parts`` worker: a part of a part would wait for that same pool."""
+    return threading.current_thread().name.startswith("scratch-models")
+
+
+def max_pool_2x2(z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """2x2 max pooling, stride 2, 'valid' (a last odd row/column is dropped): (N, H, W, C) -> ``out``
+    (N, H // 2, W // 2, C). Pairs of rows first (contiguous runs of W*C values), then pairs of columns
+    in the half-size result, which is still in cache for a chunk-sized ``z``."""
+    n, h, w, c = z.shape
+    hp, wp = h // 2, w // 2
+    if out.shape != (n, hp, wp, c):
+        raise ValueError(f"max_pool_2x2: expected an output of shape {(n, hp, wp, c)}, received {out.shape}")
+    rows = np.maximum(z[:, 0:2 * hp:2], z[:, 1:2 * hp:2])
+    return np.maximum(rows[:, :, 0:2 * wp:2], rows[:, :, 1:2 * wp:2], out=out)
+
+
+def _bias_relu(z: np.ndarray, bias: np.ndarray | None, relu: bool) -> None:
+    """``z += bias`` then ReLU, in place (``z``'s last axis is the filters)."""
+    if bias is not None:
+        z += bias
+    if relu:
+        np.maximum(z, 0, out=z)
+
+
+def _winograd_input(xp: np.ndarray, cols: np.ndarray, v: np.ndarray) -> None:
+    """V = Bᵀ D B for every 4x4 tile D (stride 2) of the padded chunk ``xp`` (b, h+2, w+2, C) into
+    ``v`` (16, b, h/2, w/2, C), with ``cols`` (4, b, h+2, w/2, C) as scratch. Bᵀ's rows are
+    (1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1): differences of strided views along the
+    columns, then along the rows; 20 whole-array passes instead of 16 gathers plus a 16x16 product.
+    Columns first: the 16 row passes then read runs of (w/2)*C contiguous values, not C (10-20 % faster)."""
+    th, tw = v.shape[2], v.shape[3]
+    _bt_apply([xp[:, :, k:k + 2 * tw - 1:2] for k in range(4)], cols)
+    for j in range(4):
+        _bt_apply([cols[j][:, k:k + 2 * th - 1:2] for k in range(4)], v[j::4])
+
+
+def _bt_apply(d: list, out: np.ndarray) -> None:
+    """out[a] = Σ_k Bᵀ[a, k] d[k] for the four columns (rows) d[k] of every tile."""
+    np.subtract(d[0], d[2], out=out[0])
+    np.add(d[1], d[2], out=out[1])
+    np.subtract(d[2], d[1], out=out[2])
+    np.subtract(d[1], d[3], out=out[3])
 
 
 class Conv2D(Layer):
@@ -141,10 +202,17 @@ class Conv2D(Layer):
         return y
 
     def infer(self, x: np.ndarray, kernel: np.ndarray | None = None, bias: np.ndarray | None = None,
-              activation: str | None = None) -> np.ndarray:
+              activation: str | None = None, max_pool_2x2: bool = False) -> np.ndarray:
         """Inference, optionally with another ``kernel`` (kh, kw, C, filters), ``bias`` (filters,) and
         activation name than the layer's own: ``Model`` folds a following BatchNormalization (and ReLU)
-        into them. Results are this call's own fresh arrays, so the activation runs in place."""
+        into them. Results are this call's own fresh arrays: bias and ReLU run in place, per chunk.
+
+        ``max_pool_2x2``: also apply a following MaxPooling2D((2, 2)) ('valid', odd edges dropped) and
+        return (N, Ho // 2, Wo // 2, filters). The maximum is taken per chunk while the product is still
+        in cache, before the bias and activation: a maximum commutes with adding a per-channel constant
+        and with a non-decreasing activation, so the values are exactly those of conv -> pool, and the
+        full-size output is never written, biased, activated and read again.
+        """
         kernel = self.weights["kernel"] if kernel is None else kernel
         bias = self.weights.get("bias") if bias is None else bias
         activation = self.activation if activation is None else activation
@@ -153,19 +221,54 @@ class Conv2D(Layer):
         _, ho, wo, _ = self.compute_output_shape((n, *x.shape[1:]))
         if ho <= 0 or wo <= 0:
             raise ValueError(f"Conv2D {self.name!r}: input {x.shape[1:3]} is smaller than the kernel {self.kernel_size}")
-        if self._winograd_applies(x.shape):
-            out = self._winograd(x, kernel, bias)
+        if max_pool_2x2 and activation not in POOL_COMMUTING_ACTIVATIONS:
+            raise ValueError(f"Conv2D {self.name!r}: max_pool_2x2 needs an activation in {POOL_COMMUTING_ACTIVATIONS} "
+                             f"(a maximum commutes with it), received {activation!r}")
+        if max_pool_2x2 and (ho < 2 or wo < 2):
+            raise ValueError(f"Conv2D {self.name!r}: max_pool_2x2 needs an output of at least 2x2, received {(ho, wo)}")
+        pool = max_pool_2x2
+        out = np.empty((n, ho // 2, wo // 2, self.filters) if pool else (n, ho, wo, self.filters), self.dtype)
+        winograd = self._winograd_applies(x.shape)
+        if winograd:
+            u = self._winograd_kernel(kernel)
+            work = lambda xs, o, b, r: self._winograd(xs, u, o, pool, b, r)  # noqa: E731
         else:
-            out = self._infer(x, kernel.reshape(kh * kw * kernel.shape[2], self.filters), bias, ho, wo)
-        if activation == "relu":
-            return np.maximum(out, 0, out=out)
-        return activations.get(activation)(out)
+            k2d = kernel.reshape(kh * kw * kernel.shape[2], self.filters)
+            work = lambda xs, o, b, r: self._infer(xs, k2d, o, ho, wo, pool, b, r)  # noqa: E731
+        in_chunks = activation in ("relu", "linear")  # bias and ReLU per chunk, while it is in cache
+
+        def part(bounds):
+            xs, o = x[bounds[0]:bounds[1]], out[bounds[0]:bounds[1]]
+            work(xs, o, bias if in_chunks else None, activation == "relu")
+            if not in_chunks:
+                if bias is not None:
+                    o += bias
+                o[...] = activations.get(activation)(o)
+
+        # One BLAS thread per part, the parts in threads: one hand-over per layer instead of one per
+        # matrix product. OpenBLAS wakes its threads for every product, and when the other core is busy
+        # that costs milliseconds each (Winograd makes 17 products per chunk). An unsplit im2col is one
+        # product per layer and keeps OpenBLAS' threads: one BLAS thread there was faster on a busy host
+        # (served CNN, batch 1: median 7.9 vs 88 ms) but rounds differently enough to break the peer
+        # models' 1e-6 batch-invariance check (1.1e-6 between batch 1 and batch 256).
+        parts = min(parallel.cores(), n // CONV_PARALLEL_MIN_ITEMS, self._work(x.shape) // CONV_PARALLEL_MIN_WORK)
+        if parts < 2 or _in_pool_thread():
+            if winograd:
+                with single_threaded_blas():
+                    part((0, n))
+            else:
+                part((0, n))
+            return out
+        edges = [n * i // parts for i in range(parts + 1)]
+        with single_threaded_blas():
+            parallel.map_parts(part, list(zip(edges[:-1], edges[1:])))
+        return out
 
     def _winograd_applies(self, x_shape) -> bool:
-        """3x3, stride 1, 'same', even H and W, and enough channels and items for the 16 small products to pay."""
+        """3x3, stride 1, 'same', even H and W, and enough channels and tiles for the 16 small products to pay."""
         return (self.kernel_size == (3, 3) and self.strides == (1, 1) and self.padding == "same"
                 and x_shape[1] % 2 == 0 and x_shape[2] % 2 == 0 and x_shape[3] >= WINOGRAD_MIN_CHANNELS
-                and x_shape[0] >= WINOGRAD_MIN_BATCH)
+                and x_shape[0] * x_shape[1] * x_shape[2] >= 4 * WINOGRAD_MIN_TILES)
 
     def _winograd_kernel(self, kernel: np.ndarray) -> np.ndarray:
         """G g Gᵀ of ``kernel``, (16, C, filters), computed in float64; recomputed whenever the kernel's
@@ -178,34 +281,26 @@ class Conv2D(Layer):
             self._wino_cache = cached
         return cached[1]
 
-    def _winograd(self, x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-        """Winograd F(2x2, 3x3): each 2x2 output tile from its 4x4 input tile with 16 products per
-        (tile, channel, filter) instead of 36, i.e. 2.25x fewer multiplications in the matrix products.
+    def _winograd(self, x: np.ndarray, u: np.ndarray, out: np.ndarray, pool: bool = False,
+                  bias: np.ndarray | None = None, relu: bool = False) -> None:
+        """Winograd F(2x2, 3x3) into ``out``, with U = G g Gᵀ (16, C, filters): each 2x2 output tile from its
+        4x4 input tile with 16 products per (tile, channel, filter) instead of 36, i.e. 2.25x fewer
+        multiplications in the matrix products.
 
-        Per chunk of the batch: gather the 16 cells of every 4x4 tile (D), V = (Bᵀ⊗Bᵀ) D, then 16 matrix
-        products M[k] = V[k] @ U[k] over channels, then Y = (Aᵀ⊗Aᵀ) M scattered into the output. The
-        transforms have entries 0, ±1 (B, A) so only U = G g Gᵀ is rounded; errors stay at the im2col level.
+        Per chunk of the batch: V = Bᵀ D B of every 4x4 input tile D, as column then row differences of
+        strided views (Bᵀ has entries 0, ±1), then 16 matrix products M[k] = V[k] @ U[k] over channels,
+        then Y = (Aᵀ⊗Aᵀ) M scattered into the output, or, with ``pool``, the maximum of each tile's 4
+        outputs: a 2x2 output tile is exactly a 2x2 pooling window. Only U is rounded beyond float32
+        sums, so errors stay at the im2col level. ``bias`` and ``relu`` are applied per chunk, in cache.
+        The buffers are reused across chunks.
         """
-        n, h, w, cin = x.shape
-        f = self.filters
-        th, tw = h // 2, w // 2
-        u = self._winograd_kernel(kernel)
-        dt = self.dtype
-        step = max(1, min(n, WINOGRAD_CHUNK_TILES // (th * tw)))
-        out = np.empty((n, h, w, f), dt)
-        self._winograd_chunks(x, out, u, step)  # with BLAS threads: faster at batch 256 than one thread
-        if bias is not None:
-            out += bias
-        return out
-
-    def _winograd_chunks(self, x, out, u, step):
-        """The chunk loop of ``_winograd``, writing ``out``; the buffers are reused across chunks."""
         n, h, w, cin = x.shape
         f, dt = self.filters, self.dtype
         th, tw = h // 2, w // 2
-        bb, aa = WINO_BB.astype(dt), WINO_AA.astype(dt)
+        step = max(1, min(n, WINOGRAD_CHUNK_TILES // (th * tw)))
+        aa = WINO_AA.astype(dt)
         xp = np.zeros((step, h + 2, w + 2, cin), dt)  # the 'same' zero border stays zero across chunks
-        d = np.empty((16, step, th, tw, cin), dt)
+        cols = np.empty((4, step, h + 2, tw, cin), dt)
         v = np.empty((16, step * th * tw, cin), dt)
         m = np.empty((16, step * th * tw, f), dt)
         y = np.empty((4, step * th * tw * f), dt)
@@ -213,58 +308,76 @@ class Conv2D(Layer):
             b = min(step, n - start)
             tiles = b * th * tw
             xp[:b, 1:h + 1, 1:w + 1] = x[start:start + b]
-            for i in range(4):
-                for j in range(4):
-                    d[4 * i + j, :b] = xp[:b, i:i + h - 1:2, j:j + w - 1:2]
-            np.matmul(bb, d[:, :b].reshape(16, -1), out=v[:, :tiles].reshape(16, -1))
+            _winograd_input(xp[:b], cols[:, :b], v[:, :tiles].reshape(16, b, th, tw, cin))
             np.matmul(v[:, :tiles], u, out=m[:, :tiles])
             np.matmul(aa, m[:, :tiles].reshape(16, -1), out=y[:, :tiles * f])
+            if pool:  # y[2r + c] is output (r, c) of every tile
+                o = out[start:start + b].reshape(-1)
+                np.maximum(y[0, :tiles * f], y[1, :tiles * f], out=o)
+                np.maximum(o, y[2, :tiles * f], out=o)
+                np.maximum(o, y[3, :tiles * f], out=o)
+                _bias_relu(out[start:start + b], bias, relu)
+                continue
+            _bias_relu(y[:, :tiles * f].reshape(4, tiles, f), bias, relu)
             o = out[start:start + b].reshape(b, th, 2, tw, 2, f)
             for r in range(2):
                 for c in range(2):
                     o[:, :, r, :, c] = y[2 * r + c, :tiles * f].reshape(b, th, tw, f)
 
-    def _infer(self, x: np.ndarray, k2d: np.ndarray, bias: np.ndarray | None, ho: int, wo: int) -> np.ndarray:
+    def _infer(self, x: np.ndarray, k2d: np.ndarray, out: np.ndarray, ho: int, wo: int, pool: bool = False,
+               bias: np.ndarray | None = None, relu: bool = False) -> None:
         """Inference im2col into one reused, cache-sized buffer, one slice copy per window offset.
 
         The generic path (``windows(...).transpose(...)``) is a 6-D strided copy whose innermost run is
         only C values (3 for RGB). Here each of the kh*kw offsets copies a whole block: (chunk, ho, wo, C)
         for many channels, or, below ``IM2COL_CHANNEL_MAJOR_BELOW`` channels, rows of wo values in a
         channel-major buffer read by the product as a transposed matrix. The padded input buffer keeps
-        its zero border across chunks; the product goes straight into ``out``.
+        its zero border across chunks; the product goes straight into ``out``, or, with ``pool``, into a
+        chunk buffer that is max-pooled 2x2 into ``out`` while still in cache; then ``bias`` and ``relu``.
         """
         n, h, w, cin = x.shape
         (kh, kw), f, dt = self.kernel_size, self.filters, self.dtype
-        out = np.empty((n, ho, wo, f), dt)
         if self.kernel_size == (1, 1) and self.strides == (1, 1):  # the image is its own im2col
-            np.matmul(np.ascontiguousarray(x, dt).reshape(-1, cin), k2d, out=out.reshape(-1, f))
-        else:
-            pt, pb, pl, pr = same_pads(x.shape, self.kernel_size, self.strides, self.padding)
-            step = max(1, min(n, IM2COL_FAST_CHUNK_ELEMENTS // (ho * wo * k2d.shape[0])))
-            channel_major = cin < IM2COL_CHANNEL_MAJOR_BELOW
-            xp = np.zeros((cin, step, h + pt + pb, w + pl + pr) if channel_major else
-                          (step, h + pt + pb, w + pl + pr, cin), dt)
-            buf = np.empty(step * ho * wo * k2d.shape[0], dt)
-            offsets = list(window_offsets(self.kernel_size, self.strides, (ho, wo)))
-            for start in range(0, n, step):
-                m = min(step, n - start)
-                xc = x[start:start + m]
-                if channel_major:
-                    xp[:, :m, pt:pt + h, pl:pl + w] = xc.transpose(3, 0, 1, 2)
-                    cols = buf[:m * ho * wo * k2d.shape[0]].reshape(kh * kw, cin, m, ho, wo)
-                    for k, (_, ys, xs) in offsets:
-                        cols[k] = xp[:, :m, ys, xs]
-                    a = cols.reshape(k2d.shape[0], -1).T  # (m*ho*wo, K), Fortran order: BLAS reads it transposed
-                else:
-                    xp[:m, pt:pt + h, pl:pl + w] = xc
-                    cols = buf[:m * ho * wo * k2d.shape[0]].reshape(m, ho, wo, kh * kw, cin)
-                    for k, (_, ys, xs) in offsets:
-                        cols[:, :, :, k] = xp[:m, ys, xs]
-                    a = cols.reshape(m * ho * wo, -1)
+            full = np.empty((n, ho, wo, f), dt) if pool else out
+            np.matmul(np.ascontiguousarray(x, dt).reshape(-1, cin), k2d, out=full.reshape(-1, f))
+            if pool:
+                max_pool_2x2(full, out)
+            _bias_relu(out, bias, relu)
+            return
+        pt, pb, pl, pr = same_pads(x.shape, self.kernel_size, self.strides, self.padding)
+        step = max(1, min(n, IM2COL_FAST_CHUNK_ELEMENTS // (ho * wo * k2d.shape[0])))
+        channel_major = cin < IM2COL_CHANNEL_MAJOR_BELOW
+        xp = np.zeros((cin, step, h + pt + pb, w + pl + pr) if channel_major else
+                      (step, h + pt + pb, w + pl + pr, cin), dt)
+        buf = np.empty(step * ho * wo * k2d.shape[0], dt)
+        prod = np.empty((step, ho, wo, f), dt) if pool else None
+        offsets = list(window_offsets(self.kernel_size, self.strides, (ho, wo)))
+        for start in range(0, n, step):
+            m = min(step, n - start)
+            xc = x[start:start + m]
+            if channel_major:
+                xp[:, :m, pt:pt + h, pl:pl + w] = xc.transpose(3, 0, 1, 2)
+                cols = buf[:m * ho * wo * k2d.shape[0]].reshape(kh * kw, cin, m, ho, wo)
+                for k, (_, ys, xs) in offsets:
+                    cols[k] = xp[:, :m, ys, xs]
+                a = cols.reshape(k2d.shape[0], -1).T  # (m*ho*wo, K), Fortran order: BLAS reads it transposed
+            else:
+                xp[:m, pt:pt + h, pl:pl + w] = xc
+                cols = buf[:m * ho * wo * k2d.shape[0]].reshape(m, ho, wo, kh * kw, cin)
+                for k, (_, ys, xs) in offsets:
+                    cols[:, :, :, k] = xp[:m, ys, xs]
+                a = cols.reshape(m * ho * wo, -1)
+            if pool:
+                np.matmul(a, k2d, out=prod[:m].reshape(-1, f))
+                max_pool_2x2(prod[:m], out[start:start + m])
+            else:
                 np.matmul(a, k2d, out=out[start:start + m].reshape(-1, f))
-        if bias is not None:
-            out += bias
-        return out
+            _bias_relu(out[start:start + m], bias, relu)
+
+    def _work(self, x_shape) -> int:
+        """Multiply-adds of the direct algorithm for an input of ``x_shape``."""
+        _, ho, wo, _ = self.compute_output_shape(x_shape)
+        return x_shape[0] * ho * wo * self.kernel_size[0] * self.kernel_size[1] * x_shape[3] * self.filters
 
     def backward(self, dout, pre_activation: bool = False):
         """dout: (N, Ho, Wo, filters) -> dx (N, H, W, C); grads of kernel and bias."""

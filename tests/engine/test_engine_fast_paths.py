@@ -65,15 +65,15 @@ CONV_CASES = [
 
 
 @pytest.fixture(params=["winograd-where-it-applies", "im2col-only"])
-def winograd_min_batch(request, monkeypatch):
-    """Run each case with Winograd allowed at any batch size, and with it off (the im2col path)."""
-    monkeypatch.setattr(convolution, "WINOGRAD_MIN_BATCH", 1 if request.param == "winograd-where-it-applies" else 10**9)
+def winograd_min_tiles(request, monkeypatch):
+    """Run each case with Winograd allowed at any size, and with it off (the im2col path)."""
+    monkeypatch.setattr(convolution, "WINOGRAD_MIN_TILES", 1 if request.param == "winograd-where-it-applies" else 10**9)
     return request.param
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:5])) + f"-k{c[5][0]}{c[5][1]}s{c[6][0]}{c[6][1]}{c[7]}")
-def test_conv2d_inference_matches_direct_reference(case, dtype, winograd_min_batch):
+def test_conv2d_inference_matches_direct_reference(case, dtype, winograd_min_tiles):
     n, h, w, c, f, k, strides, padding, activation, use_bias = case
     layer = make_conv(c, f, k, strides, padding, activation, use_bias, h, w, dtype)
     x = np.maximum(RNG.standard_normal((n, h, w, c)) * 3, 0).astype(dtype)  # ReLU-like activations
@@ -89,15 +89,15 @@ def test_conv2d_inference_matches_direct_reference(case, dtype, winograd_min_bat
 
 def test_winograd_is_taken_where_it_applies():
     layer = make_conv(64, 8, (3, 3), (1, 1), "same", "linear", False, 8, 8, "float32")
-    big = convolution.WINOGRAD_MIN_BATCH
+    big = -(-convolution.WINOGRAD_MIN_TILES // 16)  # 16 tiles of 2x2 per 8x8 image
     assert layer._winograd_applies((big, 8, 8, 64))
     assert not layer._winograd_applies((big, 7, 8, 64))  # odd height
     assert not layer._winograd_applies((big, 8, 8, 3))   # too few channels
-    assert not layer._winograd_applies((big - 1, 8, 8, 64))  # small batch: im2col
+    assert not layer._winograd_applies((big - 1, 8, 8, 64))  # too few tiles: im2col
 
 
 def test_winograd_kernel_follows_weight_changes(monkeypatch):
-    monkeypatch.setattr(convolution, "WINOGRAD_MIN_BATCH", 1)
+    monkeypatch.setattr(convolution, "WINOGRAD_MIN_TILES", 1)
     layer = make_conv(32, 16, (3, 3), (1, 1), "same", "linear", True, 8, 8, "float32")
     x = RNG.random((3, 8, 8, 32), dtype=np.float32)
     layer.forward(x)
@@ -122,7 +122,8 @@ def test_conv2d_inference_does_not_modify_its_input():
 def test_conv2d_inference_matches_keras(n, h, w, c, f):
     import keras
     layer = make_conv(c, f, (3, 3), (1, 1), "same", "relu", True, h, w, "float32")
-    assert layer._winograd_applies((n, h, w, c)) == (n >= convolution.WINOGRAD_MIN_BATCH and c >= 16 and h % 2 == 0)
+    assert layer._winograd_applies((n, h, w, c)) == (n * h * w >= 4 * convolution.WINOGRAD_MIN_TILES and c >= 16
+                                                     and h % 2 == 0)
     klayer = keras.layers.Conv2D(f, 3, padding="same", activation="relu")
     klayer.build((None, h, w, c))
     klayer.set_weights([layer.weights["kernel"], layer.weights["bias"]])
@@ -200,7 +201,7 @@ def _randomize(kmodel, seed):
 
 
 @pytest.mark.parametrize("use_bias", [False, True])
-@pytest.mark.parametrize("batch", [3, 130])  # 130: the Winograd path takes the folded kernel too
+@pytest.mark.parametrize("batch", [1, 3, 130])  # 130: the Winograd path takes the folded kernel too
 def test_conv_batchnorm_relu_are_fused_at_inference_with_keras_numbers(use_bias, batch):
     import keras
     import scratch_models
@@ -213,7 +214,7 @@ def test_conv_batchnorm_relu_are_fused_at_inference_with_keras_numbers(use_bias,
     _randomize(kmodel, 3)
     model = scratch_models.from_keras(kmodel)
     fusions = {model.nodes[i].layer: (model.nodes[j].layer, None if k is None else model.nodes[k].layer)
-               for i, (j, k) in model._inference_fusions().items()}
+               for i, (j, k, _) in model._inference_fusions().items()}
     conv, bn, act = ([n.layer for n in model.nodes if type(model.layers[n.layer]).__name__ == t]
                      for t in ("Conv2D", "BatchNormalization", "Activation"))
     assert fusions == {conv[0]: (bn[0], act[0]), conv[1]: (bn[1], None)}
