@@ -27,19 +27,19 @@ WINO_BB, WINO_AA = np.kron(WINO_BT, WINO_BT), np.kron(WINO_AT, WINO_AT)
 POOL_COMMUTING_ACTIVATIONS = ("linear", "relu")
 #: Below this many input channels the 16 products are too thin for BLAS and im2col is faster.
 WINOGRAD_MIN_CHANNELS = 16
-#: Fewer 2x2 output tiles (N * H * W / 4) than this: im2col. Per layer of the served CNN (2-core EPYC,
-#: one BLAS thread, interleaved medians), Winograd was faster from batch 8 on (128 tiles of 8x8) for every
-#: layer with C >= 16 (16x16x64->64 at batch 8: 2.4 vs 3.2 ms; 8x8x128->128 at 256: 100 vs 172 ms); at
-#: batch 1 (64 tiles of 16x16, 16 of 8x8) the two were even.
-WINOGRAD_MIN_TILES = 128
+#: Fewer 2x2 output tiles (N * H * W / 4) than this: im2col. Per layer on a busy host (one BLAS thread,
+#: interleaved medians) Winograd won from batch 8 (16x16x64->64 at batch 8: 2.4 vs 3.2 ms); but on the
+#: quiet host, whole served CNN interleaved, im2col with OpenBLAS' own threads won at batch 32 (24.3 vs
+#: 34.5 ms) and they were even at 256 (173 vs 170 ms). 4096 tiles: batch 256 of 8x8, 64 of 16x16.
+WINOGRAD_MIN_TILES = 4096
 #: 4x4 tiles per chunk of the batch: keeps the transform buffers within the caches (one BLAS thread per
 #: part; served CNN at batch 256, sum of the four Winograd layers: 212 ms at 256, 218 at 512, 224 at 1024).
 WINOGRAD_CHUNK_TILES = 256
 #: Inference splits the batch over the cores (threads, one BLAS thread each) only for parts of at least
 #: this many items and this many multiply-adds. A hand-over costs 20 us idle but up to milliseconds when
-#: the other core is busy; measured on the served CNN (interleaved, busy 2-core host): a split at batch 8
-#: lost (8x8x128->128: 1.4 vs 1.2 ms), at batch 32 and 256 it won (p25 73 vs 94 ms, 243 vs 340 ms).
-CONV_PARALLEL_MIN_ITEMS = 16
+#: the other core is busy. On a busy host a split won from batch 32 (p25 73 vs 94 ms), but on the quiet
+#: host OpenBLAS' own threads were faster at batch 32 (24.3 vs 31.5 ms, whole CNN): split from 256.
+CONV_PARALLEL_MIN_ITEMS = 128
 CONV_PARALLEL_MIN_WORK = 1 << 22
 
 

@@ -196,14 +196,16 @@ def test_committed_cnn_matches_keras(batch):
     assert np.abs(model.predict(x) - ref).max() <= 1e-5
 
 
-@pytest.mark.parametrize("n, split_expected", [(8, False), (32, True)])
-def test_batch_is_split_over_threads_only_when_large(n, split_expected, monkeypatch):
+@pytest.mark.parametrize("parts_of, split_expected", [(lambda k: 2 * k - 1, False), (lambda k: 2 * k, True)])
+def test_batch_is_split_over_threads_only_when_large(parts_of, split_expected, monkeypatch):
+    """Two parts of at least CONV_PARALLEL_MIN_ITEMS items each, or no split at all."""
     monkeypatch.setenv("SCRATCH_MODELS_THREADS", "2")
     calls = []
     real = parallel.map_parts
     monkeypatch.setattr(parallel, "map_parts", lambda fn, parts: calls.append(len(parts)) or real(fn, parts))
-    layer = make_conv(64, 64, (3, 3), (1, 1), "same", "relu", True, 16, 16, "float32")
-    x = RNG.random((n, 16, 16, 64), dtype=np.float32)
+    n = parts_of(convolution.CONV_PARALLEL_MIN_ITEMS)
+    layer = make_conv(64, 64, (3, 3), (1, 1), "same", "relu", True, 8, 8, "float32")
+    x = RNG.random((n, 8, 8, 64), dtype=np.float32)
     ref = np.maximum(conv_reference(x, layer.weights["kernel"], layer.weights["bias"], (1, 1), "same"), 0)
     assert np.abs(layer.infer(x) - ref).max() <= tol(np.float32, ref)
     assert calls == ([2] if split_expected else [])
