@@ -54,3 +54,18 @@ def single_threaded_blas():
             if _holders == 0:
                 _limiter.restore_original_limits()
                 _limiter = None
+
+
+def set_blas_threads(n: int) -> bool:
+    """From now on, ``n`` BLAS threads for the whole process (the service's ``BLAS_THREADS``); False
+    when threadpoolctl is missing and the library's own count stays.
+
+    Why a server wants 1: OpenBLAS' worker threads spin after each product, taking the core that the
+    event loop and the other requests need; large batches still use every core, split in threads."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"Expected a positive integer number of BLAS threads, received: {n!r}")
+    controller = _blas_controller()
+    if not controller:
+        return False
+    controller.limit(limits=n, user_api="blas")  # kept: the limiter is never restored
+    return True

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from scratch_models.allocator import keep_freed_memory
+from scratch_models.threads import set_blas_threads
 
 from .errors import install_error_handlers
 from .inference import Inference
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     async def lifespan(app: FastAPI):
         if settings.keep_freed_memory:
             keep_freed_memory()
+        if settings.blas_threads:
+            set_blas_threads(settings.blas_threads)
         reg = registry or ModelRegistry(settings.weights_dir)
         app.state.registry = reg
         app.state.parity = ParityService(reg, settings.data_dir, loader=test_split_loader)
@@ -65,7 +68,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
                                                        "default_backend": settings.default_backend,
                                                        "dynamic_batching": settings.dynamic_batching,
                                                        "batch_wait_ms": settings.batch_wait_ms,
-                                                       "keep_freed_memory": settings.keep_freed_memory}})
+                                                       "keep_freed_memory": settings.keep_freed_memory,
+                                                       "blas_threads": settings.blas_threads or "library default"}})
         try:
             yield
         finally:
