@@ -7,12 +7,14 @@ parts (default: the cores this process may use; 1 turns the splitting off).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _pool: ThreadPoolExecutor | None = None
+THREAD_NAME_PREFIX = "scratch-models"
 
 
 def cores() -> int:
@@ -32,11 +34,19 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def in_worker() -> bool:
+    """True in one of the pool's threads: a part of a part would wait for that same pool."""
+    return threading.current_thread().name.startswith(THREAD_NAME_PREFIX)
+
+
 def map_parts(fn: Callable[[np.ndarray], np.ndarray], parts: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """``[fn(p) for p in parts]``, the first part in the calling thread and the others in the pool."""
+    """``[fn(p) for p in parts]``, the first part in the calling thread and the others in the pool;
+    all in the calling thread when that is one of the pool's own (its siblings hold the pool)."""
     global _pool
+    if in_worker():
+        return [fn(p) for p in parts]
     if _pool is None:
-        _pool = ThreadPoolExecutor(max(1, cores() - 1), thread_name_prefix="scratch-models")
+        _pool = ThreadPoolExecutor(max(1, cores() - 1), thread_name_prefix=THREAD_NAME_PREFIX)
     futures = [_pool.submit(fn, p) for p in parts[1:]]
     first = fn(parts[0])
     return [first, *(f.result() for f in futures)]

@@ -1,8 +1,6 @@
 """Conv2D: cross-correlation over channels-last images, as Keras."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -87,11 +85,6 @@ def window_offsets(kernel: tuple[int, int], strides: tuple[int, int], out_hw: tu
 def windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int]) -> np.ndarray:
     """A strided view (N, Ho, Wo, C, kh, kw) of every window of an already padded (N, H, W, C)."""
     return sliding_window_view(x, kernel, axis=(1, 2))[:, ::strides[0], ::strides[1]]
-
-
-def _in_pool_thread() -> bool:
-    """True inside a ``parallel.map_parts`` worker: a part of a part would wait for that same pool."""
-    return threading.current_thread().name.startswith("scratch-models")
 
 
 def max_pool_2x2(z: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -252,7 +245,7 @@ class Conv2D(Layer):
         # (served CNN, batch 1: median 7.9 vs 88 ms) but rounds differently enough to break the peer
         # models' 1e-6 batch-invariance check (1.1e-6 between batch 1 and batch 256).
         parts = min(parallel.cores(), n // CONV_PARALLEL_MIN_ITEMS, self._work(x.shape) // CONV_PARALLEL_MIN_WORK)
-        if parts < 2 or _in_pool_thread():
+        if parts < 2 or parallel.in_worker():  # in a pool worker: its siblings hold the cores
             if winograd:
                 with single_threaded_blas():
                     part((0, n))

@@ -136,7 +136,7 @@ def test_conv_called_inside_a_pool_worker_does_not_split_again(monkeypatch):
         return layer.infer(part, max_pool_2x2=True)
     parts = parallel.map_parts(run, [x[:3], x[3:]])
     assert np.abs(np.concatenate(parts) - whole).max() <= tol(np.float32, whole)  # other product sizes
-    assert any(name.startswith("scratch-models") for name in names)
+    assert any(name.startswith(parallel.THREAD_NAME_PREFIX) for name in names)
 
 
 def _randomize(kmodel, seed):

@@ -106,3 +106,22 @@ def test_threads_setting_is_checked(monkeypatch):
     monkeypatch.setenv("SCRATCH_MODELS_THREADS", "two")
     with pytest.raises(ValueError, match="SCRATCH_MODELS_THREADS.*'two'"):
         parallel.cores()
+
+
+def test_map_parts_called_from_a_pool_worker_runs_there_instead_of_waiting_on_itself(monkeypatch):
+    """A part that splits again (a conv inside a split batch) must not queue behind itself in the pool."""
+    import threading
+
+    from scratch_models import parallel
+    monkeypatch.setenv("SCRATCH_MODELS_THREADS", "2")
+    x = np.arange(8.0)
+    result = {}
+
+    def outer_part(part):
+        return np.concatenate(parallel.map_parts(lambda p: p * 2, [part[:2], part[2:]]))
+
+    worker = threading.Thread(target=lambda: result.update(out=parallel.map_parts(outer_part, [x[:4], x[4:]])))
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "map_parts deadlocked: a pool worker waited on the pool"
+    np.testing.assert_array_equal(np.concatenate(result["out"]), x * 2)
