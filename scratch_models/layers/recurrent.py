@@ -278,6 +278,20 @@ class SimpleRNN(_Recurrent):
         return dz, (dz @ self.weights["recurrent_kernel"].T,)
 
 
+def _gates_ifoc(src: np.ndarray, out: np.ndarray, negate_sigmoid_gates: bool = False) -> np.ndarray:
+    """Keras' LSTM gate blocks (i, f, c, o) along the last axis of ``src`` -> ``out`` in the order
+    (i, f, o, c): the three sigmoid gates side by side. Block copies (a column permutation: exact),
+    optionally negating the sigmoid gates (an exact sign flip)."""
+    u = src.shape[-1] // 4
+    for s, d in ((src[..., :2 * u], out[..., :2 * u]), (src[..., 3 * u:], out[..., 2 * u:3 * u])):  # i, f; o
+        if negate_sigmoid_gates:
+            np.negative(s, out=d)
+        else:
+            d[...] = s
+    out[..., 3 * u:] = src[..., 2 * u:3 * u]  # c
+    return out
+
+
 class LSTM(_Recurrent):
     """Long short-term memory; gate column blocks in Keras' order i, f, c, o.
 
@@ -321,11 +335,11 @@ class LSTM(_Recurrent):
         one contiguous block, one sigmoid per step instead of three. A column permutation: exact."""
         if not self._fast_gates():
             return super().inference_weights()
-        u = self.units
-        cols = np.r_[0:2 * u, 3 * u:4 * u, 2 * u:3 * u]
-        bias = self.weights.get("bias")
-        return (self.weights["kernel"][:, cols], self.weights["recurrent_kernel"][:, cols],
-                None if bias is None else bias[cols])
+        out = []
+        for name in ("kernel", "recurrent_kernel", "bias"):
+            src = self.weights.get(name)
+            out.append(None if src is None else _gates_ifoc(src, np.empty_like(src)))
+        return tuple(out)
 
     def step_into(self, xw_t, state, z, recurrent_kernel):
         if not self._fast_gates():
@@ -355,17 +369,13 @@ class LSTM(_Recurrent):
         """Gate blocks i, f, o, c as ``inference_weights``, the sigmoid gates' columns negated (an exact
         sign flip): ``step_stacked`` then multiplies by ``sigmoid(x) = 1 / (1 + exp(-x))`` as a division
         by ``1 + exp(-x)``, two passes and an ``exp``, which NumPy computes faster than the ``tanh`` of
-        ``step_into``'s form (the same values up to float rounding; ``exp`` -> inf gives exactly 0).
-        Block copies, not the fancy indexing of ``inference_weights``: this runs at every call."""
-        u = self.units
+        ``step_into``'s form (the same values up to float rounding; ``exp`` -> inf gives exactly 0)."""
         own = self.weights
         for dst, src in ((kernel, own["kernel"]), (recurrent_kernel, own["recurrent_kernel"]), (bias, own.get("bias"))):
             if src is None:  # no bias
                 dst[...] = 0
-                continue
-            np.negative(src[..., :2 * u], out=dst[..., :2 * u])      # i, f
-            np.negative(src[..., 3 * u:], out=dst[..., 2 * u:3 * u])  # o
-            dst[..., 3 * u:] = src[..., 2 * u:3 * u]                  # c
+            else:
+                _gates_ifoc(src, dst, negate_sigmoid_gates=True)
 
     def step_stacked(self, xw_t, h_prev, state, z, recurrent_kernel):
         h, c = state
