@@ -169,6 +169,13 @@ class Conv2D(Layer):
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
         return (n, output_size(h, kh, sh, self.padding), output_size(w, kw, sw, self.padding), self.filters)
 
+    def _output_hw(self, x: np.ndarray) -> tuple[int, int]:
+        """(Ho, Wo) of the output for input ``x``; an error if the input is smaller than the kernel."""
+        _, ho, wo, _ = self.compute_output_shape(x.shape)
+        if ho <= 0 or wo <= 0:
+            raise ValueError(f"Conv2D {self.name!r}: input {x.shape[1:3]} is smaller than the kernel {self.kernel_size}")
+        return ho, wo
+
     def forward(self, x, mask=None, training=False):
         if not training:
             return self.infer(x)
@@ -176,9 +183,7 @@ class Conv2D(Layer):
         kernel = self.weights["kernel"]
         k2d = kernel.reshape(kh * kw * kernel.shape[2], self.filters)  # rows ordered (i, j, c)
         n = len(x)
-        _, ho, wo, _ = self.compute_output_shape((n, *x.shape[1:]))
-        if ho <= 0 or wo <= 0:
-            raise ValueError(f"Conv2D {self.name!r}: input {x.shape[1:3]} is smaller than the kernel {self.kernel_size}")
+        ho, wo = self._output_hw(x)
         xp = pad_images(x, self.kernel_size, self.strides, self.padding)
         out = np.empty((n, ho, wo, self.filters), self.dtype)
         per_item = ho * wo * k2d.shape[0]
@@ -211,9 +216,7 @@ class Conv2D(Layer):
         activation = self.activation if activation is None else activation
         kh, kw = self.kernel_size
         n = len(x)
-        _, ho, wo, _ = self.compute_output_shape((n, *x.shape[1:]))
-        if ho <= 0 or wo <= 0:
-            raise ValueError(f"Conv2D {self.name!r}: input {x.shape[1:3]} is smaller than the kernel {self.kernel_size}")
+        ho, wo = self._output_hw(x)
         if max_pool_2x2 and activation not in POOL_COMMUTING_ACTIVATIONS:
             raise ValueError(f"Conv2D {self.name!r}: max_pool_2x2 needs an activation in {POOL_COMMUTING_ACTIVATIONS} "
                              f"(a maximum commutes with it), received {activation!r}")
