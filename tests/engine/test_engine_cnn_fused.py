@@ -209,3 +209,10 @@ def test_batch_is_split_over_threads_only_when_large(parts_of, split_expected, m
     ref = np.maximum(conv_reference(x, layer.weights["kernel"], layer.weights["bias"], (1, 1), "same"), 0)
     assert np.abs(layer.infer(x) - ref).max() <= tol(np.float32, ref)
     assert calls == ([2] if split_expected else [])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_input_smaller_than_the_kernel_is_refused_with_the_sizes(training):
+    layer = make_conv(3, 4, (5, 5), (1, 1), "valid", "relu", True, 8, 8, "float32")
+    with pytest.raises(ValueError, match=r"input \(3, 3\) is smaller than the kernel \(5, 5\)"):
+        layer.forward(RNG.random((2, 3, 3, 3), dtype=np.float32), training=training)
