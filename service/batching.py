@@ -3,7 +3,8 @@
 Each (arch, backend) has a queue and one worker thread. A batch opens when its first request arrives and is
 flushed when ``max_items`` items are queued or ``wait_s`` after that first arrival, whichever comes first.
 Requests that arrive while a batch computes wait for the next one, so under load batches grow by themselves
-and at low load a request waits at most ``wait_s``. The merged output is split back by row ranges, in the
+and at low load a request waits at most ``wait_s``. With ``merge=False`` (DYNAMIC_BATCHING=false) the same
+queue and worker serve one request per forward pass, in arrival order, without waiting. The merged output is split back by row ranges, in the
 order the requests were merged, so each request gets exactly its own rows.
 
 A merged batch that fails is re-run request by request: a request's outcome never depends on the requests
@@ -52,13 +53,13 @@ class BatchQueue:
     """The queue and worker of one (arch, backend). Create it inside the running event loop."""
 
     def __init__(self, backend: Backend, forward: Forward, max_items: int, wait_s: float,
-                 observe: Observer | None = None) -> None:
+                 observe: Observer | None = None, merge: bool = True) -> None:
         if max_items < 1:
             raise ValueError(f"Expected a positive integer for `max_items`, received: {max_items}")
         if wait_s < 0:
             raise ValueError(f"Expected a non-negative number for `wait_s`, received: {wait_s}")
         self.backend, self.forward, self.max_items, self.wait_s = backend, forward, max_items, wait_s
-        self.observe = observe
+        self.observe, self.merge = observe, merge
         self._loop = asyncio.get_running_loop()
         self._pending: deque[_Pending] = deque()
         self._queued = 0
@@ -97,7 +98,7 @@ class BatchQueue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             deadline = self._pending[0].arrived + self.wait_s
-            while self._queued < self.max_items and (remaining := deadline - self._loop.time()) > 0:
+            while self.merge and self._queued < self.max_items and (remaining := deadline - self._loop.time()) > 0:
                 self._wakeup.clear()
                 try:
                     async with asyncio.timeout(remaining):
@@ -111,11 +112,12 @@ class BatchQueue:
                                                                        "backend": self.backend.name}})
 
     def _take(self) -> list[_Pending]:
-        """The oldest requests holding at most ``max_items`` items together (at least one request)."""
+        """The oldest requests holding at most ``max_items`` items together (at least one request; exactly
+        one without ``merge``)."""
         group, items = [], 0
         while self._pending:
             head = self._pending[0]
-            if not head.future.done() and group and items + len(head.batch) > self.max_items:
+            if not head.future.done() and group and (not self.merge or items + len(head.batch) > self.max_items):
                 break
             self._pending.popleft()
             self._queued -= len(head.batch)
@@ -178,14 +180,15 @@ def _settle(pending: _Pending, result: BatchResult | None = None, exc: BaseExcep
 class Batcher:
     """One :class:`BatchQueue` per (arch, backend), created on first use."""
 
-    def __init__(self, forward: Forward, max_items: int, wait_s: float, observe: Observer | None = None) -> None:
-        self.forward, self.max_items, self.wait_s, self.observe = forward, max_items, wait_s, observe
+    def __init__(self, forward: Forward, max_items: int, wait_s: float, observe: Observer | None = None,
+                 merge: bool = True) -> None:
+        self.forward, self.max_items, self.wait_s, self.observe, self.merge = forward, max_items, wait_s, observe, merge
         self.queues: dict[tuple[str, str], BatchQueue] = {}
 
     def queue(self, backend: Backend) -> BatchQueue:
         key = (backend.arch, backend.name)
         if key not in self.queues:
-            self.queues[key] = BatchQueue(backend, self.forward, self.max_items, self.wait_s, self.observe)
+            self.queues[key] = BatchQueue(backend, self.forward, self.max_items, self.wait_s, self.observe, self.merge)
         return self.queues[key]
 
     async def submit(self, backend: Backend, batch: np.ndarray) -> BatchResult:

@@ -18,8 +18,11 @@ from ..settings import Settings
 router = APIRouter(tags=["predict"])
 
 
-def network_input(backend: Backend, body: PredictRequest, settings: Settings) -> np.ndarray:
-    """The request's items -> the backend's network input; raises a 4xx naming the bad field and item."""
+def network_input(backend: Backend, body: PredictRequest, settings: Settings, inline: bool = False) -> np.ndarray:
+    """The request's items -> the backend's network input; raises a 4xx naming the bad field and item.
+
+    ``inline``: the call runs on the event loop, so it raises ``inputs.Deferred`` as soon as it meets more
+    than a small request's work (many items, a big image, long texts)."""
     wanted, other = ("images", "texts") if backend.input_spec.kind == "image" else ("texts", "images")
     if getattr(body, other) is not None:
         reason = f"the {backend.arch} model takes {wanted!r}, not {other!r}"
@@ -30,7 +33,9 @@ def network_input(backend: Backend, body: PredictRequest, settings: Settings) ->
         raise InvalidInput(f"{wanted}: {reason}", field=wanted, reason=reason)
     inputs.check_batch(items, wanted, settings.max_batch)
     if wanted == "images":
-        return inputs.decode_images(items, settings.max_image_pixels)
+        return inputs.decode_images(items, settings.max_image_pixels, inline=inline)
+    if inline:
+        inputs.inline_size_ok(items, wanted)
     ids = backend.encode_texts(inputs.check_texts(items))
     empty = np.flatnonzero(~ids.any(axis=1))
     if len(empty):
@@ -70,7 +75,10 @@ async def predict(
     if arch in ARCHS:
         request.state.metric_labels = (arch, name)
     served = registry.backend(arch, name)
-    batch = await run_in_threadpool(network_input, served, body, settings)
+    try:  # a small request is decoded right here: a thread hand-over would cost the loop more
+        batch = network_input(served, body, settings, inline=True)
+    except inputs.Deferred:
+        batch = await run_in_threadpool(network_input, served, body, settings)
     result = await inference.predict_proba(served, batch)
     response.headers["X-Batch-Size"] = str(result.batch_size)
     response.headers["X-Batch-Requests"] = str(result.requests)

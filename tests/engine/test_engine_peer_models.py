@@ -52,7 +52,11 @@ def report():
     yield RESULTS
     if RESULTS:
         REPORTS.mkdir(exist_ok=True)
-        (REPORTS / "engine_peer_models.json").write_text(json.dumps(RESULTS, indent=1) + "\n")
+        path = REPORTS / "engine_peer_models.json"  # merged: a run of some of the tests keeps the others' rows
+        merged = {**(json.loads(path.read_text()) if path.exists() else {}), **RESULTS}
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(merged, indent=1) + "\n")
+        tmp.replace(path)
         for name, r in RESULTS.items():
             print(f"\n{name}: agreement {r['agreement']:.0%}, max|Δp| {r['max_abs_dp']:.3g}, n={r['n']}")
 

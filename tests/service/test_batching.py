@@ -142,12 +142,48 @@ async def test_merging_happens_under_plain_concurrency(weights_dir, registry):
 async def test_switched_off_each_request_is_its_own_forward_pass(weights_dir, registry):
     sizes = [1, 3, 2, 1, 1, 2]
     bodies = [{"texts": TEXTS[:n]} for n in sizes]
-    app = create_app(make_settings(weights_dir, dynamic_batching=False, batch_wait_ms=200), registry=registry)
+    reg, gated = with_backend(registry, "lstm", "scratch", Gated)
+    app = create_app(make_settings(weights_dir, dynamic_batching=False, batch_wait_ms=200), registry=reg)
     async with app_client(app) as c:
-        assert app.state.inference.batcher is None
-        responses = await asyncio.gather(*(c.post("/predict/lstm", json=b) for b in bodies))
+        assert not app.state.inference.batcher.merge
+        first = asyncio.create_task(c.post("/predict/lstm", json=bodies[0]))
+        await until(gated.entered.is_set)  # the others queue up behind the gated first pass
+        rest = [asyncio.create_task(c.post("/predict/lstm", json=b)) for b in bodies[1:]]
+        await until(lambda: app.state.inference.batcher.queues[("lstm", "scratch")].queued_items == sum(sizes[1:]))
+        gated.release.set()
+        responses = [await first] + list(await asyncio.gather(*rest))
     assert [r.headers["x-batch-size"] for r in responses] == [str(n) for n in sizes]
     assert {r.headers["x-batch-requests"] for r in responses} == {"1"}
+    assert gated.sizes == sizes  # one pass per request, in arrival order, though all were queued together
+
+
+async def test_switched_off_forward_passes_run_one_at_a_time(weights_dir, registry):
+    """Without merging, requests still go through their queue's one worker: concurrent single-item passes
+    in many threads would fight over the GIL and the cores (see service.inference)."""
+    class Counting:
+        def __init__(self, inner) -> None:
+            self._inner, self._lock, self.running, self.most = inner, threading.Lock(), 0, 0
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+        def predict_proba(self, batch):
+            with self._lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            try:
+                threading.Event().wait(0.02)  # long enough for the other requests to arrive meanwhile
+                return self._inner.predict_proba(batch)
+            finally:
+                with self._lock:
+                    self.running -= 1
+
+    reg, counting = with_backend(registry, "cnn", "scratch", Counting)
+    app = create_app(make_settings(weights_dir, dynamic_batching=False), registry=reg)
+    async with app_client(app) as c:
+        responses = await asyncio.gather(*(c.post("/predict/cnn", json={"images": images(1, i)}) for i in range(8)))
+    assert all(r.status_code == 200 and r.headers["x-batch-size"] == "1" for r in responses)
+    assert counting.most == 1
 
 
 async def test_batches_never_exceed_max_batch(weights_dir, registry):
