@@ -15,6 +15,7 @@ import numpy as np
 
 _pool: ThreadPoolExecutor | None = None
 THREAD_NAME_PREFIX = "scratch-models"
+_splitting = threading.local()  # .active: this thread is computing the first part of a map_parts
 
 
 def cores() -> int:
@@ -35,8 +36,10 @@ def cores() -> int:
 
 
 def in_worker() -> bool:
-    """True in one of the pool's threads: a part of a part would wait for that same pool."""
-    return threading.current_thread().name.startswith(THREAD_NAME_PREFIX)
+    """True while computing a part: in one of the pool's threads, or in the caller of ``map_parts``
+    computing its own first part. A part of a part would wait for that same (busy) pool, and the
+    cores are already taken: code that would split again runs whole instead."""
+    return getattr(_splitting, "active", False) or threading.current_thread().name.startswith(THREAD_NAME_PREFIX)
 
 
 def map_parts(fn: Callable[[np.ndarray], np.ndarray], parts: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -48,5 +51,9 @@ def map_parts(fn: Callable[[np.ndarray], np.ndarray], parts: Sequence[np.ndarray
     if _pool is None:
         _pool = ThreadPoolExecutor(max(1, cores() - 1), thread_name_prefix=THREAD_NAME_PREFIX)
     futures = [_pool.submit(fn, p) for p in parts[1:]]
-    first = fn(parts[0])
+    _splitting.active = True
+    try:
+        first = fn(parts[0])
+    finally:
+        _splitting.active = False
     return [first, *(f.result() for f in futures)]

@@ -30,6 +30,11 @@ WINOGRAD_MIN_CHANNELS = 16
 #: quiet host, whole served CNN interleaved, im2col with OpenBLAS' own threads won at batch 32 (24.3 vs
 #: 34.5 ms) and they were even at 256 (173 vs 170 ms). 4096 tiles: batch 256 of 8x8, 64 of 16x16.
 WINOGRAD_MIN_TILES = 4096
+#: The same within one part of a split batch (``parallel.in_worker()``: one BLAS thread, the other cores
+#: busy with the other parts), where the products no longer have OpenBLAS' threads: Winograd from 512
+#: tiles (whole cnn split in 2 parts, interleaved: 256 / 512 / 1024 tiles even within noise at batch
+#: 32-256, all below the im2col-only 4096).
+WINOGRAD_MIN_TILES_IN_PART = 512
 #: 4x4 tiles per chunk of the batch: keeps the transform buffers within the caches (one BLAS thread per
 #: part; served CNN at batch 256, sum of the four Winograd layers: 212 ms at 256, 218 at 512, 224 at 1024).
 WINOGRAD_CHUNK_TILES = 256
@@ -262,9 +267,10 @@ class Conv2D(Layer):
 
     def _winograd_applies(self, x_shape) -> bool:
         """3x3, stride 1, 'same', even H and W, and enough channels and tiles for the 16 small products to pay."""
+        min_tiles = WINOGRAD_MIN_TILES_IN_PART if parallel.in_worker() else WINOGRAD_MIN_TILES
         return (self.kernel_size == (3, 3) and self.strides == (1, 1) and self.padding == "same"
                 and x_shape[1] % 2 == 0 and x_shape[2] % 2 == 0 and x_shape[3] >= WINOGRAD_MIN_CHANNELS
-                and x_shape[0] * x_shape[1] * x_shape[2] >= 4 * WINOGRAD_MIN_TILES)
+                and x_shape[0] * x_shape[1] * x_shape[2] >= 4 * min_tiles)
 
     def _winograd_kernel(self, kernel: np.ndarray) -> np.ndarray:
         """G g Gᵀ of ``kernel``, (16, C, filters), computed in float64; recomputed whenever the kernel's

@@ -216,3 +216,63 @@ def test_input_smaller_than_the_kernel_is_refused_with_the_sizes(training):
     layer = make_conv(3, 4, (5, 5), (1, 1), "valid", "relu", True, 8, 8, "float32")
     with pytest.raises(ValueError, match=r"input \(3, 3\) is smaller than the kernel \(5, 5\)"):
         layer.forward(RNG.random((2, 3, 3, 3), dtype=np.float32), training=training)
+
+
+def test_the_caller_of_map_parts_counts_as_in_a_part_while_it_computes_its_own():
+    """Its own first part must not split again either: the pool's threads are busy with the others."""
+    assert not parallel.in_worker()
+    assert parallel.map_parts(lambda _: parallel.in_worker(), [0, 1, 2]) == [True, True, True]
+    assert not parallel.in_worker()
+
+
+def test_winograd_starts_at_fewer_tiles_inside_a_part_of_a_split_batch():
+    """Inside a part there are no OpenBLAS threads to share im2col's one big product: Winograd wins earlier."""
+    layer = make_conv(16, 16, (3, 3), (1, 1), "same", "relu", True, 8, 8, "float32")
+    shape = (convolution.WINOGRAD_MIN_TILES_IN_PART // 16, 8, 8, 16)  # 16 tiles per 8x8 image
+    assert not layer._winograd_applies(shape)
+    assert parallel.map_parts(lambda s: layer._winograd_applies(s), [shape, shape]) == [True, True]
+    assert not parallel.map_parts(lambda s: layer._winograd_applies(s), [(shape[0] - 1, *shape[1:])] * 2)[0]
+
+
+@pytest.mark.parametrize("per_part, split_expected", [(lambda k: 2 * k - 1, False), (lambda k: 2 * k, True)])
+def test_cnn_predict_splits_the_whole_forward_pass_once_from_two_parts_of_min_items(per_part, split_expected,
+                                                                                     monkeypatch):
+    """A CNN batch of at least 2 x PARALLEL_MIN_ITEMS_PER_PART["convolutional"] images runs the whole network
+    once per part, one part per core (no per-layer splits inside); the numbers are Keras'."""
+    import keras
+    import scratch_models
+    from scratch_models import model as model_module
+    L = keras.layers
+    monkeypatch.setenv("SCRATCH_MODELS_THREADS", "2")
+    kmodel = keras.Sequential([keras.Input((16, 16, 3)),
+                               L.Conv2D(16, 3, padding="same", use_bias=False), L.BatchNormalization(),
+                               L.Activation("relu"), L.MaxPooling2D(),
+                               L.Conv2D(16, 3, padding="same", use_bias=False), L.BatchNormalization(),
+                               L.Activation("relu"), L.MaxPooling2D(), L.Flatten(), L.Dense(4, activation="softmax")])
+    _randomize(kmodel, 8)
+    model = scratch_models.from_keras(kmodel)
+    calls, real = [], parallel.map_parts
+    monkeypatch.setattr(parallel, "map_parts", lambda fn, parts: calls.append(len(parts)) or real(fn, parts))
+    monkeypatch.setattr(convolution, "CONV_PARALLEL_MIN_ITEMS", 1)  # a per-layer split would show up in calls
+    monkeypatch.setattr(convolution, "CONV_PARALLEL_MIN_WORK", 1)
+    n = per_part(model_module.PARALLEL_MIN_ITEMS_PER_PART["convolutional"])
+    x = RNG.random((n, 16, 16, 3), dtype=np.float32)
+    out = model.predict(x)
+    assert np.abs(out - np.asarray(kmodel(x, training=False))).max() <= 1e-5
+    if split_expected:
+        assert calls == [2]
+    else:
+        assert calls == [2, 2]  # the model is not split: each of its two convs splits its own batch
+
+
+def test_models_without_recurrent_or_conv_layers_are_not_split(monkeypatch):
+    import keras
+    import scratch_models
+    monkeypatch.setenv("SCRATCH_MODELS_THREADS", "2")
+    kmodel = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3, activation="softmax")])
+    model = scratch_models.from_keras(kmodel)
+    calls, real = [], parallel.map_parts
+    monkeypatch.setattr(parallel, "map_parts", lambda fn, parts: calls.append(len(parts)) or real(fn, parts))
+    x = RNG.random((4096, 8), dtype=np.float32)
+    assert np.abs(model.predict(x) - np.asarray(kmodel(x, training=False))).max() <= 1e-5
+    assert calls == []
