@@ -35,9 +35,11 @@ WINOGRAD_MIN_TILES = 4096
 #: tiles (whole cnn split in 2 parts, interleaved: 256 / 512 / 1024 tiles even within noise at batch
 #: 32-256, all below the im2col-only 4096).
 WINOGRAD_MIN_TILES_IN_PART = 512
-#: 4x4 tiles per chunk of the batch: keeps the transform buffers within the caches (one BLAS thread per
-#: part; served CNN at batch 256, sum of the four Winograd layers: 212 ms at 256, 218 at 512, 224 at 1024).
-WINOGRAD_CHUNK_TILES = 256
+#: 4x4 tiles per chunk of the batch: the transform buffers are reused across chunks. Whole served cnn split
+#: in 2 parts (one BLAS thread each), interleaved, relative to 1024: 128 tiles 1.19-1.24x slower, 256 1.10-1.18x,
+#: 512 1.07-1.09x, 2048 0.96x, 4096 0.97-1.00x (batch 64 and 256): fewer, larger products and passes beat
+#: cache-sized chunks here. 1024 keeps the buffers at 16 MB per part for 128 channels.
+WINOGRAD_CHUNK_TILES = 1024
 #: Inference splits the batch over the cores (threads, one BLAS thread each) only for parts of at least
 #: this many items and this many multiply-adds. A hand-over costs 20 us idle but up to milliseconds when
 #: the other core is busy. On a busy host a split won from batch 32 (p25 73 vs 94 ms), but on the quiet
