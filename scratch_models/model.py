@@ -20,10 +20,11 @@ from .threads import single_threaded_blas
 TensorRef = tuple  # (layer_name, node_index, tensor_index)
 DEFAULT_BATCH_SIZE = 256
 #: Smallest part worth a thread of its own, by the kind of model (``predict`` splits a batch of N into at
-#: most N // that parts): recurrent models 128 texts; convolutional ones 32 images (served cnn, 2 cores,
-#: the split against OpenBLAS' own 2 threads, alternating in one process, median ratio of 15-31 pairs:
-#: batch 32 in 2 parts 1.18x slower, 64 0.84x, 256 0.85x). Other models are not split.
-PARALLEL_MIN_ITEMS_PER_PART = {"recurrent": 128, "convolutional": 32}
+#: most N // that parts): recurrent models 128 texts; convolutional ones 16 images (served cnn, 2 cores,
+#: the split against OpenBLAS' own 2 threads, alternating in one process, median of per-pair ratios:
+#: batch 16 in 2 parts 1.00-1.02x, 32 0.93-0.98x (1.18x before Winograd chunks of 1024 tiles), 48 0.88x,
+#: 64 0.84x, 256 0.85x). Other models are not split.
+PARALLEL_MIN_ITEMS_PER_PART = {"recurrent": 128, "convolutional": 16}
 RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "Bidirectional")
 CONVOLUTIONAL_LAYERS = ("Conv2D",)
 
