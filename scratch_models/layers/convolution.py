@@ -31,10 +31,10 @@ WINOGRAD_MIN_CHANNELS = 16
 #: 34.5 ms) and they were even at 256 (173 vs 170 ms). 4096 tiles: batch 256 of 8x8, 64 of 16x16.
 WINOGRAD_MIN_TILES = 4096
 #: The same within one part of a split batch (``parallel.in_worker()``: one BLAS thread, the other cores
-#: busy with the other parts), where the products no longer have OpenBLAS' threads: Winograd from 512
-#: tiles (whole cnn split in 2 parts, interleaved: 256 / 512 / 1024 tiles even within noise at batch
-#: 32-256, all below the im2col-only 4096).
-WINOGRAD_MIN_TILES_IN_PART = 512
+#: busy with the other parts), where the products no longer have OpenBLAS' threads: Winograd from 256
+#: tiles (whole cnn split in 2 parts, interleaved: 256 / 512 / 1024 even within noise at batch 64-256;
+#: at batch 32, whose 8x8 layers have 256 tiles per part, 256 against 512: 0.93x over 24 pairs).
+WINOGRAD_MIN_TILES_IN_PART = 256
 #: 4x4 tiles per chunk of the batch: the transform buffers are reused across chunks. Whole served cnn split
 #: in 2 parts (one BLAS thread each), interleaved, relative to 1024: 128 tiles 1.19-1.24x slower, 256 1.10-1.18x,
 #: 512 1.07-1.09x, 2048 0.96x, 4096 0.97-1.00x (batch 64 and 256): fewer, larger products and passes beat
