@@ -94,6 +94,13 @@ def windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int]) ->
     return sliding_window_view(x, kernel, axis=(1, 2))[:, ::strides[0], ::strides[1]]
 
 
+def balanced_step(n: int, most: int) -> int:
+    """Items per chunk: at most ``most`` (at least 1), with the fewest chunks, of sizes as equal as possible.
+    8 images in chunks of at most 7 are 4 + 4, not 7 + 1: a 1-image product is the least efficient one."""
+    chunks = -(-n // max(1, min(n, most)))
+    return -(-n // chunks)
+
+
 def max_pool_2x2(z: np.ndarray, out: np.ndarray) -> np.ndarray:
     """2x2 max pooling, stride 2, 'valid' (a last odd row/column is dropped): (N, H, W, C) -> ``out``
     (N, H // 2, W // 2, C). Pairs of rows first (contiguous runs of W*C values), then pairs of columns
@@ -301,7 +308,7 @@ class Conv2D(Layer):
         n, h, w, cin = x.shape
         f, dt = self.filters, self.dtype
         th, tw = h // 2, w // 2
-        step = max(1, min(n, WINOGRAD_CHUNK_TILES // (th * tw)))
+        step = balanced_step(n, WINOGRAD_CHUNK_TILES // (th * tw))
         aa = WINO_AA.astype(dt)
         xp = np.zeros((step, h + 2, w + 2, cin), dt)  # the 'same' zero border stays zero across chunks
         cols = np.empty((4, step, h + 2, tw, cin), dt)
@@ -349,7 +356,7 @@ class Conv2D(Layer):
             _bias_relu(out, bias, relu)
             return
         pt, pb, pl, pr = same_pads(x.shape, self.kernel_size, self.strides, self.padding)
-        step = max(1, min(n, IM2COL_FAST_CHUNK_ELEMENTS // (ho * wo * k2d.shape[0])))
+        step = balanced_step(n, IM2COL_FAST_CHUNK_ELEMENTS // (ho * wo * k2d.shape[0]))
         channel_major = cin < IM2COL_CHANNEL_MAJOR_BELOW
         xp = np.zeros((cin, step, h + pt + pb, w + pl + pr) if channel_major else
                       (step, h + pt + pb, w + pl + pr, cin), dt)

@@ -276,3 +276,12 @@ def test_models_without_recurrent_or_conv_layers_are_not_split(monkeypatch):
     x = RNG.random((4096, 8), dtype=np.float32)
     assert np.abs(model.predict(x) - np.asarray(kmodel(x, training=False))).max() <= 1e-5
     assert calls == []
+
+
+@pytest.mark.parametrize("n, most, step", [(8, 7, 4), (32, 7, 7), (8, 14, 8), (1, 3, 1), (10, 3, 3), (5, 0, 1),
+                                           (256, 16, 16), (9, 4, 3)])
+def test_chunks_are_as_equal_as_possible(n, most, step):
+    """The fewest chunks of at most ``most`` items, of near-equal sizes (8 by 7 is 4 + 4, not 7 + 1)."""
+    assert convolution.balanced_step(n, most) == step
+    chunks = -(-n // step)
+    assert chunks == -(-n // max(1, min(n, most))) and n - (chunks - 1) * step >= step - chunks + 1
