@@ -19,6 +19,7 @@ import argparse
 import os
 import re
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -59,8 +60,12 @@ def layer_times(model, x, repeats: int) -> list[tuple[str, str, float]]:
 
 def fused_layer_times(model, x, repeats: int) -> list[tuple[str, str, float]]:
     """Median seconds of every layer call inside ``model.predict`` itself, where each Conv2D -> BN
-    [-> ReLU] [-> MaxPooling2D 2x2] chain is one ``Conv2D.infer`` call (timed under the conv's name)."""
+    [-> ReLU] [-> MaxPooling2D 2x2] chain is one ``Conv2D.infer`` call (timed under the conv's name).
+
+    When ``predict`` splits the batch into parts, one per core, computed at the same time, only the
+    calling thread's part is timed: each row is then one part's layer, the other parts running beside it."""
     samples = defaultdict(list)
+    caller = threading.current_thread()
     patched = []
     for layer in model.layers.values():
         if isinstance(layer, Op) or not hasattr(layer, "forward"):
@@ -71,7 +76,8 @@ def fused_layer_times(model, x, repeats: int) -> list[tuple[str, str, float]]:
         def timed(*a, _original=original, _name=layer.name, **k):
             t0 = time.perf_counter()
             result = _original(*a, **k)
-            samples[_name].append(time.perf_counter() - t0)
+            if threading.current_thread() is caller:
+                samples[_name].append(time.perf_counter() - t0)
             return result
         setattr(layer, attr, timed)
         patched.append((layer, attr))
@@ -172,13 +178,21 @@ def main() -> None:
 
     rows = fused_layer_times(model, x, args.repeats)
     total = sum(t for *_, t in rows)
+    from scratch_models import parallel
+    min_items = model._split_min_items()
+    parts = max(1, min(parallel.cores(), args.profile_batch // min_items)) if min_items else 1
+    split_note = (f" `predict` splits this batch into {parts} parts of ~{-(-args.profile_batch // parts)} images, one "
+                  "per core, each through the whole network at the same time: the rows time the calling thread's "
+                  "part, and GFLOP/s counts the whole batch's FLOPs in that time (all parts at once)."
+                  if parts > 1 else "")
     fusions = model._inference_fusions()
     chains = {model.nodes[i].layer: " + ".join(model.nodes[n].layer for n in (i, *chain) if n is not None)
               for i, chain in fusions.items()}
     print(f"\nas predict runs them at batch {args.profile_batch} (fused chains; medians; sum {total * 1e3:.1f} ms)")
     md += ["", f"As `predict` runs them at batch {args.profile_batch} (medians; sum {total * 1e3:.1f} ms): each "
            "Conv2D row is the whole fused chain, Conv2D -> BatchNormalization [-> ReLU] [-> 2x2 MaxPooling2D], "
-           "in one `Conv2D.infer` call.", "", "| call | covers | ms | share | GFLOP/s |", "|---|---|---:|---:|---:|"]
+           "in one `Conv2D.infer` call." + split_note, "", "| call | covers | ms | share | GFLOP/s |",
+           "|---|---|---:|---:|---:|"]
     for name, kind, t in rows:
         rate = f"{flops[name] / t / 1e9:.1f}" if name in flops else ""
         covers = chains.get(name, name)
