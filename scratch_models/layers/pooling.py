@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Cache, Layer, check_choice, pair
-from .convolution import output_size, pad_images, same_pads, window_offsets, windows
+from .convolution import max_pool_2x2, output_size, pad_images, same_pads, window_offsets, windows
 
 
 class _Pooling2D(Layer):
@@ -67,6 +67,9 @@ class MaxPooling2D(_Pooling2D):
 
     def forward(self, x, mask=None, training=False):
         if not training:
+            if self.pool_size == self.strides == (2, 2) and self.padding == "valid":  # the fused conv's own pooling
+                n, h, w, c = x.shape
+                return max_pool_2x2(x, np.empty((n, h // 2, w // 2, c), x.dtype))
             return self._offset_reduce(x, np.maximum, -np.inf)
         xp = pad_images(x, self.pool_size, self.strides, self.padding, value=-np.inf)
         win = windows(xp, self.pool_size, self.strides)  # (N, Ho, Wo, C, ph, pw)
