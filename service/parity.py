@@ -1,4 +1,5 @@
-"""``/parity``: the Keras and scratch backends on the test split -- agreement, max |dp|, accuracy, macro-F1.
+"""``/parity``: the Keras and scratch backends on the test split -- agreement, max |dp|, accuracy, macro-F1 and
+both confusion matrices.
 
 A computation runs in a worker thread (never on the event loop) and is cached per
 (arch, keras sha256, scratch sha256, limit); concurrent identical requests share one computation.
@@ -57,12 +58,22 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> list[list[int]]:
+    """(n_classes, n_classes) counts: row = true class, column = predicted class (as scikit-learn)."""
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return counts.tolist()
+
+
 def compare(keras_probs: np.ndarray, scratch_probs: np.ndarray, y: np.ndarray) -> dict:
     kp, sp = keras_probs.argmax(1), scratch_probs.argmax(1)
+    n_classes = keras_probs.shape[1]
     return {"n": int(len(y)), "agreement": float(np.mean(kp == sp)),
             "max_abs_prob_diff": float(np.max(np.abs(keras_probs.astype(np.float64) - scratch_probs))),
             "keras": {"accuracy": float(np.mean(kp == y)), "macro_f1": macro_f1(y, kp)},
-            "scratch": {"accuracy": float(np.mean(sp == y)), "macro_f1": macro_f1(y, sp)}}
+            "scratch": {"accuracy": float(np.mean(sp == y)), "macro_f1": macro_f1(y, sp)},
+            "confusion_matrices": {"keras": confusion_matrix(y, kp, n_classes),
+                                   "scratch": confusion_matrix(y, sp, n_classes)}}
 
 
 class ParityService:
@@ -116,9 +127,9 @@ class ParityService:
             batch = x[start:stop] if ARCH_KINDS[arch] == "image" else scratch_b.encode_texts(x[start:stop])
             kps.append(keras_b.predict_proba(batch))
             sps.append(scratch_b.predict_proba(batch))
-        result = {"arch": arch, "split": "test", **compare(np.concatenate(kps), np.concatenate(sps), np.asarray(y[:n])),
+        result = {"arch": arch, "split": "test", "classes": list(classes), **compare(np.concatenate(kps), np.concatenate(sps), np.asarray(y[:n])),
                   "computed_in_s": round(time.perf_counter() - t0, 3), "limit": limit}
-        log.info("parity computed", extra={"fields": {k: v for k, v in result.items() if not isinstance(v, dict)}})
+        log.info("parity computed", extra={"fields": {k: v for k, v in result.items() if not isinstance(v, (dict, list))}})
         return result
 
     def shutdown(self) -> None:

@@ -101,6 +101,11 @@ class ParityResult(BaseModel):
     max_abs_prob_diff: float = Field(description="Largest |p_keras - p_scratch| over all items and classes.")
     keras: BackendMetrics
     scratch: BackendMetrics
+    classes: list[str] | None = Field(None, description="The class names, in the order of the confusion matrices' "
+                                                        "rows and columns.")
+    confusion_matrices: dict[str, list[list[int]]] | None = Field(
+        None, description="Per backend (`keras`, `scratch`): counts[true class][predicted class] over the items "
+                          "compared.")
     elapsed_s: float = Field(description="Time this request took to answer (near 0 when cached).")
     cached: bool = Field(description="True when the result came from the cache.")
     computed_in_s: float = Field(description="Time the computation took when it ran.")
