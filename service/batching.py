@@ -1,11 +1,13 @@
 """Server-side dynamic batching: concurrent requests for one (arch, backend) merged into one forward pass.
 
-Each (arch, backend) has a queue and one worker thread. A batch opens when its first request arrives and is
-flushed when ``max_items`` items are queued or ``wait_s`` after that first arrival, whichever comes first.
-Requests that arrive while a batch computes wait for the next one, so under load batches grow by themselves
-and at low load a request waits at most ``wait_s``. With ``merge=False`` (DYNAMIC_BATCHING=false) the same
-queue and worker serve one request per forward pass, in arrival order, without waiting. The merged output is split back by row ranges, in the
-order the requests were merged, so each request gets exactly its own rows.
+Each (arch, backend) has a queue and one worker thread. Batching is never slower than no batching: an idle
+worker runs the first request at once, and the requests that arrive while a forward pass computes form the
+next batch (everything queued, up to ``max_items`` items). At low load a request never waits for company; under
+load, batches grow by themselves to what accumulates during one pass. Only a configured ``wait_s > 0``
+(BATCH_WAIT_MS) holds an opening batch for more requests, until ``max_items`` items are queued or ``wait_s``
+after its first request, whichever comes first. With ``merge=False`` (DYNAMIC_BATCHING=false) the same queue
+and worker serve one request per forward pass, in arrival order, without waiting. The merged output is split
+back by row ranges, in the order the requests were merged, so each request gets exactly its own rows.
 
 A merged batch that fails is re-run request by request: a request's outcome never depends on the requests
 it happened to be merged with. Every request taken from the queue is answered (a result or an exception),
@@ -97,19 +99,23 @@ class BatchQueue:
             while not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            deadline = self._pending[0].arrived + self.wait_s
-            while self.merge and self._queued < self.max_items and (remaining := deadline - self._loop.time()) > 0:
-                self._wakeup.clear()
-                try:
-                    async with asyncio.timeout(remaining):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    break
+            if self.merge and self.wait_s > 0:  # only a configured wait holds the batch open
+                await self._gather_until(self._pending[0].arrived + self.wait_s)
             try:
                 await self._serve(self._take())
             except Exception:  # e.g. the observer; the batch's requests were answered by _serve's finally
                 log.exception("batch worker error", extra={"fields": {"arch": self.backend.arch,
                                                                        "backend": self.backend.name}})
+
+    async def _gather_until(self, deadline: float) -> None:
+        """Wait for more requests until ``deadline`` (loop time) or until ``max_items`` items are queued."""
+        while self._queued < self.max_items and (remaining := deadline - self._loop.time()) > 0:
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                break
 
     def _take(self) -> list[_Pending]:
         """The oldest requests holding at most ``max_items`` items together (at least one request; exactly

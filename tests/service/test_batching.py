@@ -279,3 +279,43 @@ async def test_shutdown_answers_every_queued_request(registry):
         await asyncio.wait_for(held, timeout=5)
     with pytest.raises(NotReady):
         await asyncio.wait_for(queued, timeout=5)
+
+
+async def test_an_idle_worker_runs_a_request_at_once_and_what_queues_meanwhile_is_the_next_batch(registry):
+    """The default (BATCH_WAIT_MS=0): the first request is computed alone without waiting for company (the gate
+    is entered with only it queued, so its pass holds it alone); the requests that arrive while it computes
+    are merged into the next pass, all of them."""
+    from service.settings import Settings
+
+    assert Settings().batch_wait_ms == 0
+    inner = registry.backend("rnn", "scratch")
+    gated = Gated(inner)
+    batcher = Batcher(forward, max_items=8, wait_s=0)
+    texts = TEXTS[:4]
+    ids = [np.asarray(inner.encode_texts([t])) for t in texts]
+    first = asyncio.create_task(batcher.submit(gated, ids[0]))
+    await until(gated.entered.is_set)  # computing, although nothing else was queued and nothing was waited for
+    rest = [asyncio.create_task(batcher.submit(gated, x)) for x in ids[1:]]
+    await until(lambda: batcher.queues[("rnn", "scratch")].queued_items == 3)
+    gated.release.set()
+    results = [await first] + [await t for t in rest]
+    await batcher.close()
+    assert gated.sizes == [1, 3]
+    assert [(r.batch_size, r.requests) for r in results] == [(1, 1)] + [(3, 3)] * 3
+    for r, x in zip(results, ids):
+        np.testing.assert_allclose(r.probs, inner.predict_proba(x), atol=1e-6, rtol=0)
+
+
+async def test_a_configured_wait_holds_an_opening_batch_until_max_items(registry):
+    """BATCH_WAIT_MS > 0: an opening batch waits for more requests (here far longer than the test), and is
+    flushed as soon as ``max_items`` items are queued."""
+    inner = registry.backend("rnn", "scratch")
+    batcher = Batcher(forward, max_items=2, wait_s=3600)
+    ids = [np.asarray(inner.encode_texts([t])) for t in TEXTS[:2]]
+    first = asyncio.create_task(batcher.submit(inner, ids[0]))
+    await asyncio.sleep(0.05)
+    assert not first.done() and batcher.queues[("rnn", "scratch")].queued_items == 1, "held open for company"
+    second = asyncio.create_task(batcher.submit(inner, ids[1]))
+    results = [await asyncio.wait_for(first, 30), await asyncio.wait_for(second, 30)]
+    await batcher.close()
+    assert [(r.batch_size, r.requests) for r in results] == [(2, 2), (2, 2)]
