@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 from configs import get_config  # noqa: E402
 from scratch_models.datasets import load_dataset_for  # noqa: E402
 from scratch_models.io_utils import atomic_write_json  # noqa: E402
+import tracking  # noqa: E402
 
 
 def build_keras_model(layers: list, input_shape: tuple, input_dtype: str = "float32"):
@@ -52,16 +53,50 @@ def text_vectorizer(train_texts, max_tokens: int, sequence_length: int):
 
 
 def learning_rate_for(cfg: dict, n_train: int):
-    """The config's Adam learning rate: a constant, or with ``lr_schedule='cosine'`` a cosine decay
-    from ``learning_rate`` to 0 over the whole epoch budget (a function of the optimizer's step, so
-    a resumed run continues on the same curve)."""
+    """The config's learning rate: a constant; with ``lr_schedule='cosine'`` a cosine decay from
+    ``learning_rate`` to 0 over the whole epoch budget; with ``'warmup_cosine'`` (one-cycle shape) a
+    linear rise from ``learning_rate / 10`` to ``learning_rate`` over ``warmup_epochs``, then a cosine
+    decay to 0 over the rest. A function of the optimizer's step, so a resumed run continues on the
+    same curve."""
     if cfg.get("lr_schedule") in (None, "constant"):
         return cfg["learning_rate"]
-    if cfg["lr_schedule"] != "cosine":
-        raise ValueError(f"Expected lr_schedule 'constant' or 'cosine', received {cfg['lr_schedule']!r}")
     import keras
-    steps = -(-n_train // cfg["batch_size"]) * cfg["epochs"]
-    return keras.optimizers.schedules.CosineDecay(cfg["learning_rate"], decay_steps=steps)
+    steps_per_epoch = -(-n_train // cfg["batch_size"])
+    steps = steps_per_epoch * cfg["epochs"]
+    if cfg["lr_schedule"] == "cosine":
+        return keras.optimizers.schedules.CosineDecay(cfg["learning_rate"], decay_steps=steps)
+    if cfg["lr_schedule"] == "warmup_cosine":
+        warmup = min(int(round(steps_per_epoch * cfg.get("warmup_epochs", 2))), steps // 2)
+        return keras.optimizers.schedules.CosineDecay(cfg["learning_rate"] / 10, decay_steps=steps - warmup,
+                                                      warmup_target=cfg["learning_rate"], warmup_steps=warmup)
+    raise ValueError(f"Expected lr_schedule 'constant', 'cosine' or 'warmup_cosine', received {cfg['lr_schedule']!r}")
+
+
+def optimizer_for(cfg: dict, n_train: int):
+    """Adam (the default) or, with ``optimizer='sgd'``, SGD with Nesterov momentum ``momentum`` (0.9)."""
+    import keras
+    lr = learning_rate_for(cfg, n_train)
+    if cfg.get("optimizer", "adam") == "adam":
+        return keras.optimizers.Adam(lr)
+    if cfg["optimizer"] == "sgd":
+        return keras.optimizers.SGD(lr, momentum=cfg.get("momentum", 0.9), nesterov=True)
+    raise ValueError(f"Expected optimizer 'adam' or 'sgd', received {cfg['optimizer']!r}")
+
+
+def loss_for(cfg: dict):
+    """Sparse categorical cross-entropy, or with ``label_smoothing`` > 0 the categorical one on
+    smoothed one-hot targets (Keras' sparse loss has no smoothing; labels go one-hot, see ``targets``)."""
+    import keras
+    if cfg.get("label_smoothing"):
+        return keras.losses.CategoricalCrossentropy(label_smoothing=cfg["label_smoothing"])
+    return "sparse_categorical_crossentropy"
+
+
+def targets(cfg: dict, y, n_classes: int):
+    """Integer labels, or one-hot float32 rows when the config smooths labels."""
+    if not cfg.get("label_smoothing"):
+        return y
+    return np.eye(n_classes, dtype=np.float32)[np.asarray(y)]
 
 
 def class_weights(cfg: dict, y) -> dict | None:
@@ -75,14 +110,14 @@ def class_weights(cfg: dict, y) -> dict | None:
     return {c: float(len(y) / (len(counts) * n)) for c, n in enumerate(counts)}
 
 
-def cifar_augmented(x, y, batch_size: int, seed: int):
-    """tf.data pipeline: random horizontal flip + random 32x32 crop of a 4-pixel reflect-padded image."""
+def cifar_augmented(x, y, batch_size: int, seed: int, translate: int = 4):
+    """tf.data pipeline: random horizontal flip + random 32x32 crop of a ``translate``-pixel reflect-padded image."""
     import tensorflow as tf
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
 
     def augment(img, label):
         img = tf.image.random_flip_left_right(img)
-        img = tf.pad(img, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
+        img = tf.pad(img, [[translate, translate], [translate, translate], [0, 0]], mode="REFLECT")
         img = tf.image.random_crop(img, [32, 32, 3])
         return img, label
 
@@ -180,13 +215,14 @@ def fit_scratch(model, cfg: dict, x_train, y_train, x_valid, y_valid, seed: int,
 def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | None = None,
           runs_dir: Path = ROOT / "runs", data_dir: str | None = None, config: dict | None = None,
           verbose: int = 2, engine: str = "keras", train_subset: int | None = None,
-          augment: bool | None = None, noise_seed: int | None = None) -> Path:
+          augment: bool | None = None, noise_seed: int | None = None, experiment: str | None = "train") -> Path:
     """Train (or reuse a cached run) and return the run folder.
 
     ``engine='scratch'`` trains the same architecture, from the same seeded initial weights, with
     the NumPy engine; ``train_subset`` keeps the first N training items; ``augment`` overrides the config;
     ``noise_seed`` keeps the initial weights of ``seed`` but draws the shuffling and dropout masks from
     another seed (a control: how far two runs from the same start drift on training noise alone).
+    A finished run is logged to MLflow experiment ``experiment`` (``scripts/tracking.py``; None: not).
     """
     import keras
     import tensorflow as tf
@@ -204,6 +240,8 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
     run_dir = runs_dir / arch / f"{config_name}-seed{seed}{suffix}"
     if (run_dir / "result.json").is_file():
         print(f"[train] {run_dir} is finished; reusing it", flush=True)
+        if experiment:  # a run cached before tracking, or while the store was unreachable
+            tracking.log_run(run_dir, experiment)
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
@@ -234,8 +272,8 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
         keras.utils.set_random_seed(noise_seed)
         model = build_keras_model(cfg["layers"], input_shape, input_dtype)
         model.set_weights(initial)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate_for(cfg, len(ys["train"]))),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=optimizer_for(cfg, len(ys["train"])), loss=loss_for(cfg), metrics=["accuracy"])
+    fit_y = {s: targets(cfg, ys[s], len(data.classes)) for s in ("train", "valid")}
     if verbose:
         model.summary(print_fn=lambda s, **_: print(s, flush=True))
     # BackupAndRestore first: it rewinds the model, the optimizer (and so a schedule's step) and the
@@ -260,11 +298,11 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
                               seed if noise_seed is None else noise_seed, run_dir)
         model.set_weights(smodel.get_weights())
     elif arch == "cnn" and cfg.get("augment"):
-        train_data = cifar_augmented(xs["train"], ys["train"], cfg["batch_size"], seed)
-        model.fit(train_data, validation_data=(xs["valid"], ys["valid"]), epochs=cfg["epochs"],
+        train_data = cifar_augmented(xs["train"], fit_y["train"], cfg["batch_size"], seed, cfg.get("translate", 4))
+        model.fit(train_data, validation_data=(xs["valid"], fit_y["valid"]), epochs=cfg["epochs"],
                   callbacks=callbacks, verbose=0)
     else:
-        model.fit(xs["train"], ys["train"], validation_data=(xs["valid"], ys["valid"]),
+        model.fit(xs["train"], fit_y["train"], validation_data=(xs["valid"], fit_y["valid"]),
                   epochs=cfg["epochs"], batch_size=cfg["batch_size"], shuffle=True,
                   class_weight=class_weights(cfg, ys["train"]), callbacks=callbacks, verbose=0)
     train_seconds = time.time() - t0
@@ -293,6 +331,8 @@ def train(arch: str, config_name: str = "default", seed: int = 0, epochs: int | 
     atomic_write_json(run_dir / "result.json", result)
     print(f"[train] {arch} seed {seed}: test accuracy {metrics['accuracy']:.4f}, macro-F1 "
           f"{metrics['macro_f1']:.4f}, {train_seconds / 60:.1f} min", flush=True)
+    if experiment:
+        tracking.log_run(run_dir, experiment)
     return run_dir
 
 
