@@ -6,6 +6,7 @@ import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from scratch_models.allocator import keep_freed_memory
 from scratch_models.threads import set_blas_threads
@@ -76,7 +77,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
             await app.state.inference.close()
             app.state.parity.shutdown()
 
-    app = FastAPI(title="scratch-serve", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline package (no CDN: they work offline)
+    app = FastAPIOffline(title="scratch-serve", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_error_handlers(app)
