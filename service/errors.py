@@ -121,9 +121,22 @@ def validation_error(exc: RequestValidationError) -> ServiceError:
                         details=details if len(details) > 1 else None)
 
 
+#: Routes of the standard inference protocols (Open Inference Protocol v2: /v2...; TF Serving REST: /v1/...)
+#: answer errors in those protocols' shape, ``{"error": "<message>"}``, and invalid input as their 400.
+PROTOCOL_PREFIXES = ("/v2/", "/v1/")
+
+
+def protocol_error_body(err: ServiceError) -> tuple[dict, int]:
+    return {"error": err.message}, 400 if err.status == 422 else err.status
+
+
 def error_response(err: ServiceError, request: Request | None) -> JSONResponse:
     rid = getattr(request.state, "request_id", None) if request is not None else None
     headers = {"Retry-After": "5"} if err.status == 503 else None
+    path = request.url.path if request is not None else ""
+    if path == "/v2" or path.startswith(PROTOCOL_PREFIXES):
+        body, status = protocol_error_body(err)
+        return JSONResponse(body, status_code=status, headers=headers)
     return JSONResponse(err.body(rid), status_code=err.status, headers=headers)
 
 

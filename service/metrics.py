@@ -24,11 +24,12 @@ class Metrics:
                                      ["method", "route", "status"], registry=r)
         self.http_latency = Histogram("http_request_duration_seconds", "Time to answer an HTTP request.",
                                       ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.predict_requests = Counter("predict_requests_total", "/predict requests by arch, backend and status.",
-                                        ["arch", "backend", "status"], registry=r)
-        self.predict_latency = Histogram("predict_request_duration_seconds", "Time to answer a /predict request "
-                                         "(decoding, queueing, forward pass, response).", ["arch", "backend"],
-                                         buckets=LATENCY_BUCKETS, registry=r)
+        # protocol: "predict" (/predict), "v2" (Open Inference Protocol), "tfserving" (TF Serving REST)
+        self.predict_requests = Counter("predict_requests_total", "Inference requests by arch, backend, status "
+                                        "and protocol.", ["arch", "backend", "status", "protocol"], registry=r)
+        self.predict_latency = Histogram("predict_request_duration_seconds", "Time to answer an inference request "
+                                         "(decoding, queueing, forward pass, response).",
+                                         ["arch", "backend", "protocol"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("inference_batch_size", "Items per forward pass.", ["arch", "backend"],
                                     buckets=BATCH_BUCKETS, registry=r)
         self.batch_requests = Histogram("inference_batch_requests", "Requests merged into one forward pass.",
@@ -37,12 +38,12 @@ class Metrics:
                                          ["arch", "backend"], buckets=LATENCY_BUCKETS, registry=r)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float,
-                        arch: str | None = None, backend: str | None = None) -> None:
+                        arch: str | None = None, backend: str | None = None, protocol: str = "predict") -> None:
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_latency.labels(method, route).observe(seconds)
         if arch is not None and backend is not None:
-            self.predict_requests.labels(arch, backend, str(status)).inc()
-            self.predict_latency.labels(arch, backend).observe(seconds)
+            self.predict_requests.labels(arch, backend, str(status), protocol).inc()
+            self.predict_latency.labels(arch, backend, protocol).observe(seconds)
 
     def observe_batch(self, arch: str, backend: str, items: int, requests: int, seconds: float) -> None:
         self.batch_size.labels(arch, backend).observe(items)

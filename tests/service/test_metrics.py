@@ -50,10 +50,10 @@ async def test_metrics_count_requests_latencies_and_batches(weights_dir, registr
     assert value(m, "http_request_duration_seconds_sum", method="POST", route="/predict/{arch}") > 0
     assert value(m, "http_request_duration_seconds_bucket", method="GET", route="/health", le="+Inf") == 1
 
-    assert value(m, "predict_requests_total", arch="rnn", backend="scratch", status="200") == 1
-    assert value(m, "predict_requests_total", arch="rnn", backend="scratch", status="422") == 1
-    assert value(m, "predict_requests_total", arch="lstm", backend="keras", status="200") == 4
-    assert value(m, "predict_request_duration_seconds_count", arch="lstm", backend="keras") == 4
+    assert value(m, "predict_requests_total", arch="rnn", backend="scratch", status="200", protocol="predict") == 1
+    assert value(m, "predict_requests_total", arch="rnn", backend="scratch", status="422", protocol="predict") == 1
+    assert value(m, "predict_requests_total", arch="lstm", backend="keras", status="200", protocol="predict") == 4
+    assert value(m, "predict_request_duration_seconds_count", arch="lstm", backend="keras", protocol="predict") == 4
 
     # rnn/scratch: one pass of 3 items; lstm/keras: 4 single-text requests sent at once within 300 ms
     assert value(m, "inference_batch_size_count", arch="rnn", backend="scratch") == 1

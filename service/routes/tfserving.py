@@ -1,0 +1,222 @@
+"""TF Serving's REST API (tensorflow/serving ``g3doc/api_rest.md``), so code written for TF Serving works unchanged.
+
+    GET  /v1/models/{name}[/versions/{v}]             model status: {"model_version_status": [...]}
+    GET  /v1/models/{name}[/versions/{v}]/metadata    {"model_spec", "metadata": {"signature_def": ...}}
+    POST /v1/models/{name}[/versions/{v}]:predict     {"instances": [...]} -> {"predictions": [...]}
+                                                      {"inputs": ...}      -> {"outputs": ...}
+
+One signature, ``serving_default``: the model's input (``images``, or ``texts`` -- also token ids) and one output,
+``probabilities`` [N, C]. Image instances are 3-D nested lists in [0, 1] or ``{"b64": "<PNG/JPEG file>"}``;
+text instances are strings, or lists of token ids. ``?backend=keras`` picks the backend (default
+DEFAULT_BACKEND). The same input checks, dynamic batcher, metrics (``protocol="tfserving"``) and logs as
+``/predict``; errors are ``{"error": "..."}`` (400, 404, 413, 503).
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Body, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from .. import inputs
+from ..backends.base import Backend
+from ..deps import InferenceDep, RegistryDep, SettingsDep
+from ..errors import NotReady
+from ..protocols import network, repository
+from ..protocols.datatypes import fail, from_json
+from ..protocols.schemas import (ProtocolError, TFDim, TFMetadataBody, TFModelMetadata, TFModelSpec, TFModelStatus,
+                                 TFModelVersionStatus, TFPredictRequest, TFPredictResponse, TFSignatureDef,
+                                 TFSignatureDefs, TFStatus, TFTensorInfo, TFTensorShape)
+from ..schemas import BackendName
+from ..settings import Settings
+
+router = APIRouter(prefix="/v1/models", tags=["TF Serving REST"])
+
+SIGNATURE = "serving_default"
+METHOD = "tensorflow/serving/predict"
+TF_DTYPES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int32": "DT_INT32", "int64": "DT_INT64"}
+
+NameParam = Annotated[str, Path(description="A model of the repository.",
+                                openapi_examples={"cnn": {"value": "cnn"}, "rnn": {"value": "rnn"}})]
+VersionParam = Annotated[str, Path(description="A version of that model.", openapi_examples={"1": {"value": "1"}})]
+BackendParam = Annotated[BackendName | None, Query(description="Engine to serve with; default DEFAULT_BACKEND.")]
+ERRORS = {s: {"model": ProtocolError, "description": d} for s, d in (
+    (400, "Invalid request: both or neither of instances/inputs, ragged instances, bad values"),
+    (404, "Unknown model or version"), (413, "Batch, body or image too large"),
+    (503, "Models loading, or the backend is unavailable"))}
+PREDICT_EXAMPLES = {
+    "rnn_rows": {"summary": "rnn/lstm: texts in row format", "value": {"instances": ["Makanannya enak sekali."]}},
+    "rnn_columns": {"summary": "rnn/lstm: texts in columnar format, named",
+                    "value": {"signature_name": SIGNATURE, "inputs": {"texts": ["Tempatnya biasa saja."]}}},
+    "cnn_rows": {"summary": "cnn: a 32x32x3 image in [0, 1]", "value": {"instances": [[[[0.5, 0.25, 0.75]] * 32] * 32]}},
+}
+
+
+# ------------------------------------------------------------------ status and metadata
+def model_status(registry, settings: Settings, name: str, version: str | None) -> TFModelStatus:
+    ref = repository.resolve(registry, name, version)
+    reason = ref.backends.get(settings.default_backend, "not configured")
+    if reason is None:
+        state, status = "AVAILABLE", TFStatus(error_code="OK", error_message="")
+    elif not repository.loaded(registry):
+        state, status = "LOADING", TFStatus(error_code="OK", error_message="")
+    else:
+        state, status = "END", TFStatus(error_code="UNKNOWN", error_message=str(reason))
+    versions = [ref.version] if version is not None else list(ref.versions)
+    return TFModelStatus(model_version_status=[TFModelVersionStatus(version=v, state=state, status=status)
+                                               for v in versions])
+
+
+@router.get("/{name}", response_model=TFModelStatus, summary="Model status (every version)", responses=ERRORS)
+async def status(name: NameParam, registry: RegistryDep, settings: SettingsDep) -> TFModelStatus:
+    return model_status(registry, settings, name, None)
+
+
+@router.get("/{name}/versions/{version}", response_model=TFModelStatus, summary="Model version status",
+            responses=ERRORS)
+async def status_version(name: NameParam, version: VersionParam, registry: RegistryDep,
+                         settings: SettingsDep) -> TFModelStatus:
+    return model_status(registry, settings, name, version)
+
+
+def tensor_info(name: str, dtype: str, shape: list[int]) -> TFTensorInfo:
+    return TFTensorInfo(dtype=dtype, name=f"{SIGNATURE}_{name}:0",
+                        tensor_shape=TFTensorShape(dim=[TFDim(size=str(d)) for d in shape]))
+
+
+def model_metadata(registry, name: str, version: str | None) -> TFModelMetadata:
+    ref = repository.resolve(registry, name, version)
+    spec = ref.input_spec
+    if spec is None:
+        raise NotReady(f"{name} is not loaded", field="model", reason="not loaded")
+    first = network.input_names(spec)[0]
+    info = (tensor_info(first, TF_DTYPES.get(spec.dtype, "DT_FLOAT"), [-1, *spec.shape])
+            if first == network.IMAGE_INPUT else tensor_info(first, "DT_STRING", [-1]))
+    signature = TFSignatureDef(inputs={first: info}, method_name=METHOD,
+                               outputs={network.PROBABILITIES: tensor_info(network.PROBABILITIES, "DT_FLOAT",
+                                                                           [-1, len(ref.classes)])})
+    return TFModelMetadata(model_spec=TFModelSpec(name=ref.name, signature_name="", version=ref.version),
+                           metadata=TFMetadataBody(signature_def=TFSignatureDefs(signature_def={SIGNATURE: signature})))
+
+
+@router.get("/{name}/metadata", response_model=TFModelMetadata, summary="Model metadata (signature)",
+            responses=ERRORS)
+async def metadata(name: NameParam, registry: RegistryDep) -> TFModelMetadata:
+    return model_metadata(registry, name, None)
+
+
+@router.get("/{name}/versions/{version}/metadata", response_model=TFModelMetadata,
+            summary="Model version metadata (signature)", responses=ERRORS)
+async def metadata_version(name: NameParam, version: VersionParam, registry: RegistryDep) -> TFModelMetadata:
+    return model_metadata(registry, name, version)
+
+
+# ------------------------------------------------------------------ predict
+def unpack(body: TFPredictRequest, spec) -> tuple[str, str, list]:
+    """(row format: ``instances`` / columnar: ``inputs``, the input's name, its items in batch order)."""
+    if body.signature_name not in (None, "", SIGNATURE):
+        raise fail("signature_name", f"unknown signature {body.signature_name!r}; this model has {SIGNATURE!r}")
+    if body.instances is not None and body.inputs is not None:
+        raise fail("body", "a request holds 'instances' (row format) or 'inputs' (columnar format), not both")
+    if body.instances is None and body.inputs is None:
+        raise fail("body", "missing 'instances' (row format) or 'inputs' (columnar format)")
+    names = network.input_names(spec)
+    field = "instances" if body.instances is not None else "inputs"
+    value = body.instances if field == "instances" else body.inputs
+    name = None
+    if field == "inputs" and isinstance(value, dict) and "b64" not in value:
+        if len(value) != 1 or next(iter(value)) not in names:
+            raise fail("inputs", f"names {sorted(value)}; this model takes one input, {' or '.join(names)}")
+        name, value = next(iter(value.items()))
+        field = f"inputs.{name}"
+    if not isinstance(value, list) or not value:
+        raise fail(field, "must be a non-empty list, one item per instance (batch first)")
+    if field == "instances" and all(isinstance(v, dict) and "b64" not in v for v in value):
+        keys = {tuple(sorted(v)) for v in value}
+        if len(keys) != 1 or len(next(iter(keys))) != 1 or next(iter(keys))[0] not in names:
+            raise fail("instances", f"every instance must name the same one input, {' or '.join(names)}; "
+                                    f"found {sorted(keys)}")
+        name = next(iter(keys))[0]
+        value = [v[name] for v in value]
+    return field, name, value
+
+
+def check_regular(items: list, field: str) -> None:
+    """Every list-valued item has the same nested shape as the first (TF Serving refuses ragged instances)."""
+    first = None
+    for i, item in enumerate(items):
+        if not isinstance(item, list):
+            continue
+        try:
+            shape = np.shape(np.asarray(item, dtype=object if not item else None))
+        except ValueError:
+            raise fail(f"{field}[{i}]", "ragged: nested lists of different lengths") from None
+        if first is None:
+            first = (i, shape)
+        elif shape != first[1]:
+            raise fail(f"{field}[{i}]", f"shape {list(shape)} differs from {field}[{first[0]}]'s {list(first[1])}; "
+                                        "every instance must have the same shape")
+
+
+def network_input(served: Backend, field: str, name: str | None, items: list, settings: Settings,
+                  inline: bool) -> np.ndarray:
+    spec = served.input_spec
+    network.check_batch(len(items), field, settings.max_batch)
+    check_regular(items, field)
+    if spec.kind == "image":
+        images = []
+        for i, v in enumerate(items):
+            if isinstance(v, dict) and set(v) == {"b64"} and isinstance(v["b64"], str):
+                images.append(v["b64"])  # /predict's base64 form of an encoded file
+            elif isinstance(v, list):
+                images.append(v)
+            else:
+                raise fail(f"{field}[{i}]", 'an image is a nested list [height][width][channels] in [0, 1], or '
+                                            '{"b64": "<base64 PNG/JPEG file>"}')
+        return network.predict_input(served, "images", images, settings, inline, rename=field)
+    if name == network.TOKEN_INPUT or (name is None and all(isinstance(v, list) for v in items)):
+        if inline and len(items) > inputs.INLINE_MAX_ITEMS:
+            raise inputs.Deferred(f"{len(items)} instances")
+        shape = (len(items), *np.shape(items[0]))
+        arr = from_json(items, "INT64", shape, field)
+        return network.token_tensor(arr, served, field, settings.max_batch)
+    if name == network.IMAGE_INPUT:
+        raise fail(field, "this model takes texts or token ids")
+    bad = next((i for i, v in enumerate(items) if not isinstance(v, str)), None)
+    if bad is not None:
+        raise fail(f"{field}[{bad}]", "a text instance is a string (or every instance a list of token ids)")
+    return network.predict_input(served, "texts", items, settings, inline, rename=field)
+
+
+async def predict_model(name: str, version: str | None, body: TFPredictRequest, backend: BackendName | None,
+                        request: Request, registry, settings: Settings, inference) -> dict:
+    ref = repository.resolve(registry, name, version)
+    chosen = (backend or BackendName(settings.default_backend)).value
+    request.state.metric_labels = (ref.name, chosen, "tfserving")
+    served = repository.backend(registry, ref, chosen)
+    field, input_name, items = unpack(body, served.input_spec)
+    try:
+        batch = network_input(served, field, input_name, items, settings, inline=True)
+    except inputs.Deferred:
+        batch = await run_in_threadpool(network_input, served, field, input_name, items, settings, False)
+    result = await inference.predict_proba(served, batch)
+    key = "predictions" if body.instances is not None else "outputs"
+    return {key: result.probs.tolist()}
+
+
+@router.post("/{name}:predict", response_model=TFPredictResponse, response_model_exclude_none=True,
+             summary="Predict (row or columnar format)", responses=ERRORS)
+async def predict(name: NameParam, body: Annotated[TFPredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
+                  request: Request, registry: RegistryDep, settings: SettingsDep, inference: InferenceDep,
+                  backend: BackendParam = None) -> dict:
+    return await predict_model(name, None, body, backend, request, registry, settings, inference)
+
+
+@router.post("/{name}/versions/{version}:predict", response_model=TFPredictResponse,
+             response_model_exclude_none=True, summary="Predict on a model version", responses=ERRORS)
+async def predict_version(name: NameParam, version: VersionParam,
+                          body: Annotated[TFPredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
+                          request: Request, registry: RegistryDep, settings: SettingsDep, inference: InferenceDep,
+                          backend: BackendParam = None) -> dict:
+    return await predict_model(name, version, body, backend, request, registry, settings, inference)
