@@ -69,11 +69,45 @@ def leaky_relu(x, negative_slope: float = 0.2):
     return np.where(x > 0, x, x * np.asarray(negative_slope, x.dtype)).astype(x.dtype, copy=False)
 
 
+def relu6(x):
+    return np.clip(x, 0, 6).astype(x.dtype, copy=False)
+
+
+def hard_silu(x):
+    """``x * hard_sigmoid(x) = x * relu6(x + 3) / 6`` (Keras' ``hard_silu``, alias ``hard_swish``)."""
+    return x * hard_sigmoid(x)
+
+
+def erf(x):
+    """The error function to float32 precision without SciPy: Numerical Recipes' Chebyshev fit of
+    ``erfc`` (fractional error < 1.2e-7 everywhere), ``erf = 1 - erfc`` with erf's odd symmetry."""
+    z = np.abs(x)
+    t = 1 / (1 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+    return (np.sign(x) * (1 - t * np.exp(poly))).astype(x.dtype, copy=False)
+
+
+def gelu(x):
+    """Keras' default (exact) GELU: ``0.5 x (1 + erf(x / sqrt(2)))``."""
+    return (0.5 * x * (1 + erf(x * x.dtype.type(1 / np.sqrt(2))))).astype(x.dtype, copy=False)
+
+
+def log_softmax(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def mish(x):
+    return x * np.tanh(softplus(x))
+
+
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "linear": linear, "relu": relu, "sigmoid": sigmoid, "tanh": tanh, "softmax": softmax,
     "hard_sigmoid": hard_sigmoid, "elu": elu, "selu": selu, "softplus": softplus,
     "softsign": softsign, "swish": swish, "silu": swish, "exponential": exponential,
-    "leaky_relu": leaky_relu,
+    "leaky_relu": leaky_relu, "relu6": relu6, "hard_silu": hard_silu, "hard_swish": hard_silu,
+    "gelu": gelu, "log_softmax": log_softmax, "mish": mish,
 }
 
 
@@ -125,6 +159,13 @@ def derivative(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return y
     if name == "leaky_relu":
         return np.where(x > 0, 1, 0.2).astype(x.dtype)
+    if name == "relu6":
+        return ((x > 0) & (x < 6)).astype(x.dtype)
+    if name in ("hard_silu", "hard_swish"):
+        return (hard_sigmoid(x) + x * derivative("hard_sigmoid", x, None)).astype(x.dtype)
+    if name == "gelu":
+        pdf = np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+        return (0.5 * (1 + erf(x * x.dtype.type(1 / np.sqrt(2)))) + x * pdf).astype(x.dtype)
     raise ValueError(f"No element-wise derivative for activation {name!r}")
 
 
@@ -134,4 +175,6 @@ def backward(name: str, dout: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.nd
         return dout
     if name == "softmax":  # Jacobian-vector product on the last axis
         return y * (dout - (dout * y).sum(axis=-1, keepdims=True))
+    if name == "log_softmax":  # d/dx of x - logsumexp(x): dout - softmax(x) * Σdout
+        return dout - np.exp(y) * dout.sum(axis=-1, keepdims=True)
     return dout * derivative(name, x, y)

@@ -3,28 +3,44 @@ from __future__ import annotations
 
 from ..errors import UnsupportedLayerError
 from .base import Layer
+from .attention import MultiHeadAttention
 from .bidirectional import Bidirectional
+from .conv1d import Conv1D
 from .convolution import Conv2D
 from .core import Activation, Dense, Flatten, InputLayer, LeakyReLU, ReLU, Softmax
+from .depthwise import DepthwiseConv2D, SeparableConv2D
 from .embedding import Embedding
+from .gru import GRU
+from .layer_normalization import LayerNormalization, UnitNormalization
+from .masking import Masking
 from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
                       GlobalMaxPooling2D, MaxPooling2D)
+from .pooling1d import AveragePooling1D, MaxPooling1D
+from .preprocessing import Normalization, Rescaling
 from .recurrent import LSTM, SimpleRNN
 from .regularization import (AlphaDropout, Dropout, GaussianDropout, GaussianNoise, SpatialDropout1D,
                              SpatialDropout2D)
+from .reshaping import (Cropping1D, Cropping2D, Permute, RepeatVector, Reshape, UpSampling1D, UpSampling2D,
+                        ZeroPadding1D, ZeroPadding2D)
 
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, ReLU, LeakyReLU, Softmax, Flatten, Conv2D, MaxPooling2D, AveragePooling2D,
     GlobalMaxPooling2D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalAveragePooling1D,
     BatchNormalization, Embedding, SimpleRNN, LSTM, Bidirectional, Dropout, SpatialDropout1D,
     SpatialDropout2D, GaussianNoise, GaussianDropout, AlphaDropout, Add, Subtract, Multiply, Average,
-    Maximum, Minimum, Concatenate)}
+    Maximum, Minimum, Concatenate,
+    # issue 14: GRU, 1-D, CNN building blocks, normalisation, attention
+    GRU, Masking, Conv1D, MaxPooling1D, AveragePooling1D, DepthwiseConv2D, SeparableConv2D, ZeroPadding1D,
+    ZeroPadding2D, Cropping1D, Cropping2D, UpSampling1D, UpSampling2D, Rescaling, Normalization, Reshape, Permute,
+    RepeatVector, LayerNormalization, UnitNormalization, MultiHeadAttention)}
 # Keras' aliases.
 LAYERS.update({"MaxPool2D": MaxPooling2D, "AvgPool2D": AveragePooling2D, "Convolution2D": Conv2D,
                "GlobalAvgPool1D": GlobalAveragePooling1D, "GlobalAvgPool2D": GlobalAveragePooling2D,
-               "GlobalMaxPool1D": GlobalMaxPooling1D, "GlobalMaxPool2D": GlobalMaxPooling2D})
+               "GlobalMaxPool1D": GlobalMaxPooling1D, "GlobalMaxPool2D": GlobalMaxPooling2D,
+               "Convolution1D": Conv1D, "MaxPool1D": MaxPooling1D, "AvgPool1D": AveragePooling1D,
+               "SeparableConvolution2D": SeparableConv2D})
 
 
 def layer_from_keras_config(class_name: str, config: dict) -> Layer:
@@ -57,6 +73,8 @@ def _bidirectional_from_keras(config: dict) -> Bidirectional:
         backward = layer_from_keras_config(inner["class_name"], back)
     if not hasattr(forward, "step"):
         raise UnsupportedLayerError(name, "Bidirectional", f"wrapped layer {inner['class_name']} is not recurrent")
+    if forward.return_state or backward.return_state:
+        raise UnsupportedLayerError(name, "Bidirectional", "return_state=True on the wrapped layer")
     return Bidirectional(forward, backward, merge_mode, name)
 
 

@@ -100,24 +100,47 @@ class Activation(Layer):
 
 
 class ReLU(Layer):
-    """Keras' ``ReLU`` layer with its defaults only (no ``max_value``, slope or threshold)."""
+    """Keras' ``ReLU`` layer: ``max_value`` above it, ``x`` from ``threshold`` up, else
+    ``negative_slope * (x - threshold)`` (``ReLU(6.0)`` is MobileNet's ReLU6)."""
 
     supports_masking = True
-    options = {"max_value": (None,), "negative_slope": (0, 0.0), "threshold": (0, 0.0)}
+    options = {"max_value": None, "negative_slope": None, "threshold": None}
 
     def __init__(self, max_value=None, negative_slope: float = 0.0, threshold: float = 0.0, name: str | None = None):
         super().__init__(name)
-        if max_value is not None or negative_slope != 0 or threshold != 0:
-            raise ValueError("ReLU supports its defaults only (max_value=None, negative_slope=0, threshold=0), "
-                             f"received: {max_value!r}, {negative_slope!r}, {threshold!r}")
+        if max_value is not None and (isinstance(max_value, bool) or float(max_value) < 0):
+            raise ValueError(f"Expected a non-negative float or None for `max_value`, received: {max_value!r}")
+        if float(negative_slope) < 0:
+            raise ValueError(f"Expected a non-negative float for `negative_slope`, received: {negative_slope!r}")
+        self.max_value = None if max_value is None else float(max_value)
+        self.negative_slope, self.threshold = float(negative_slope), float(threshold)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "max_value": self.max_value, "negative_slope": self.negative_slope,
+                "threshold": self.threshold}
 
     def forward(self, x, mask=None, training=False):
+        """Keras' order of operations: ``x`` above the threshold (else 0), clipped to [0, max_value],
+        minus ``negative_slope * relu(threshold - x)``."""
         if training:
             self.cache = Cache(x=x)
-        return activations.relu(x)
+        t = x.dtype.type(self.threshold)
+        y = np.where(x > t, x, x.dtype.type(0)) if self.threshold else activations.relu(x)
+        if self.max_value is not None:
+            y = np.clip(y, 0, x.dtype.type(self.max_value))
+        if self.negative_slope:
+            y = y - x.dtype.type(self.negative_slope) * activations.relu(t - x)
+        return y.astype(x.dtype, copy=False)
 
     def backward(self, dout):
-        return dout * (self.cache.x > 0)
+        x, t = self.cache.x, self.threshold
+        above = x > t
+        if self.max_value is not None:
+            above &= (x > 0) & (x < self.max_value)
+        slope = above.astype(dout.dtype)
+        if self.negative_slope:
+            slope += dout.dtype.type(self.negative_slope) * (x < t)
+        return dout * slope
 
 
 class LeakyReLU(Layer):

@@ -335,16 +335,16 @@ def _stateful_lstm():
 
 
 UNSUPPORTED = {
-    "Conv2D-dilation": lambda: (single_layer_model(L.Conv2D(2, 3, dilation_rate=2, name="dilated"), (9, 9, 1)),
-                                "dilated", "Conv2D", "dilation_rate"),
-    "Conv2D-groups": lambda: (single_layer_model(L.Conv2D(2, 3, groups=2, name="grouped"), (9, 9, 2)),
-                              "grouped", "Conv2D", "groups"),
+    "Conv3D": lambda: (single_layer_model(L.Conv3D(2, 3, name="conv3d_x"), (5, 5, 5, 1)), "conv3d_x", "Conv3D",
+                       "Conv3D"),
     "LSTM-stateful": _stateful_lstm,
-    "Conv1D": lambda: (single_layer_model(L.Conv1D(2, 3, name="conv1d_x"), (9, 2)), "conv1d_x", "Conv1D", "Conv1D"),
-    "GRU": lambda: (single_layer_model(L.GRU(2, name="gru_x"), (5, 2)), "gru_x", "GRU", "GRU"),
+    "Conv1D-channels_first": lambda: (single_layer_model(L.Conv1D(2, 3, data_format="channels_first", name="conv1d_cf"),
+                                                         (2, 9)), "conv1d_cf", "Conv1D", "data_format"),
+    "GRU-stateful": lambda: (keras.Sequential([keras.Input((5, 2), batch_size=2), L.GRU(2, stateful=True, name="gru_x")]),
+                             "gru_x", "GRU", "stateful"),
     "Bidirectional-merge-None": _bidirectional_merge_none,
-    "ReLU-max_value": lambda: (single_layer_model(L.ReLU(max_value=6.0, name="relu6"), (4,)), "relu6", "ReLU",
-                               "max_value"),
+    "ConvLSTM2D": lambda: (single_layer_model(L.ConvLSTM2D(2, 3, name="convlstm"), (3, 6, 6, 1)), "convlstm",
+                           "ConvLSTM2D", "ConvLSTM2D"),
     "MaxPooling2D-channels_first": lambda: (
         single_layer_model(L.MaxPooling2D(data_format="channels_first", name="cf_pool"), (2, 8, 8)),
         "cf_pool", "MaxPooling2D", "data_format"),
