@@ -1,55 +1,58 @@
-"""The one place the protocol routes meet the model registry: names, versions, readiness and backends.
+"""The one place the protocol routes meet the model repository (``docs/repository.md``): names, versions,
+readiness and backends.
 
-Both protocols address a model as ``name`` and an optional ``version`` (a string of digits); without a
-version the registry's choice (the highest) is served. Everything the routes need from the registry goes
-through these functions, so a change of the registry's interface is a change here only.
+Both protocols address a model as ``name`` and an optional ``version`` (digits); without a version the
+repository's choice (the highest version that loaded) is served. A request looks its version up once and
+takes spec and backend from that same version, whatever is published meanwhile.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..backends.base import Backend, InputSpec
-from ..errors import ModelNotFound
-
-UNVERSIONED = "1"
-"""The version a model without numbered version folders answers as."""
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """One served model version, as the protocols describe it."""
+    """One model version as the protocols describe it; ``entry`` is the repository's ``ModelVersion``."""
+    entry: object
     name: str
-    version: str                  # the version served (the one asked for, or the registry's default)
-    versions: tuple[str, ...]     # every version of this model that may be asked for
-    input_spec: InputSpec | None  # None while loading or when the model failed to load
+    version: str                      # the version served (the one asked for, or the repository's default)
+    versions: tuple[str, ...]         # every version of this model that may be asked for
+    input_spec: InputSpec | None      # None while loading or when the files failed
     classes: tuple[str, ...]
-    backends: dict[str, str | None]  # backend name -> None when loaded, else why it is not
+    state: str                        # "loading" | "ready" (at least one backend) | "failed"
+    reason: str | None                # why it failed
+
+    def not_ready(self, backend_name: str) -> str | None:
+        """None when ``backend_name`` serves this version, else why not."""
+        if backend_name in self.entry.backends:
+            return None
+        return self.entry.failures.get(backend_name) or self.reason or self.state
+
+    def backend(self, backend_name: str) -> Backend:
+        """The loaded backend (503 with the reason when it is not)."""
+        return self.entry.backend(backend_name)
+
+    @property
+    def vectorizer(self):
+        return self.entry.vectorizer
 
 
-def model_names(registry) -> list[str]:
-    return list(registry.entries)
-
-
-def _versions(entry) -> tuple[str, ...]:
-    return (UNVERSIONED,)
+def _ref(entry) -> ModelRef:
+    return ModelRef(entry, entry.name, str(entry.version), tuple(str(v) for v in entry.versions), entry.input_spec,
+                    tuple(entry.classes), entry.state, entry.reason)
 
 
 def resolve(registry, name: str, version: str | None = None) -> ModelRef:
-    """The model ``name`` at ``version`` (None: the default); 404 for an unknown model or version."""
-    entry = registry.get(name)
-    versions = _versions(entry)
-    if version is not None and version not in versions:
-        reason = f"model {name!r} has no version {version!r}; its versions: {', '.join(versions)}"
-        raise ModelNotFound(reason, field="version", reason=reason, details={"versions": list(versions)})
-    status = registry.status().get(name, {})
-    backends = {b: None if s.get("status") == "ready" else (s.get("reason") or s.get("status"))
-                for b, s in status.items()}
-    return ModelRef(name, version or versions[-1], versions, entry.input_spec, tuple(entry.classes), backends)
+    """The model ``name`` at ``version`` (None: the served one); 404 unknown model or version, 503 loading."""
+    return _ref(registry.get(name, version=version))
 
 
-def backend(registry, ref: ModelRef, backend_name: str) -> Backend:
-    """The loaded backend serving ``ref``; 404/503 (with the reason) when it cannot."""
-    return registry.backend(ref.name, backend_name)
+def all_versions(registry, name: str) -> list[ModelRef]:
+    """Every loaded (or failed) version of ``name``, lowest first; 404 for an unknown model."""
+    registry.get(name)
+    return [_ref(e) for _, e in sorted(registry.models.get(name, {}).items())]
 
 
 def server_ready(registry) -> bool:

@@ -20,11 +20,10 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from .. import inputs
-from ..backends.base import Backend
 from ..deps import InferenceDep, RegistryDep, SettingsDep
 from ..errors import NotReady
 from ..protocols import network, repository
-from ..protocols.datatypes import fail, from_json
+from ..protocols.datatypes import fail
 from ..protocols.schemas import (ProtocolError, TFDim, TFMetadataBody, TFModelMetadata, TFModelSpec, TFModelStatus,
                                  TFModelVersionStatus, TFPredictRequest, TFPredictResponse, TFSignatureDef,
                                  TFSignatureDefs, TFStatus, TFTensorInfo, TFTensorShape)
@@ -35,7 +34,7 @@ router = APIRouter(prefix="/v1/models", tags=["TF Serving REST"])
 
 SIGNATURE = "serving_default"
 METHOD = "tensorflow/serving/predict"
-TF_DTYPES = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int32": "DT_INT32", "int64": "DT_INT64"}
+TF_DTYPES = {"FP32": "DT_FLOAT", "FP64": "DT_DOUBLE", "INT32": "DT_INT32", "INT64": "DT_INT64", "BYTES": "DT_STRING"}
 
 NameParam = Annotated[str, Path(description="A model of the repository.",
                                 openapi_examples={"cnn": {"value": "cnn"}, "rnn": {"value": "rnn"}})]
@@ -54,18 +53,22 @@ PREDICT_EXAMPLES = {
 
 
 # ------------------------------------------------------------------ status and metadata
-def model_status(registry, settings: Settings, name: str, version: str | None) -> TFModelStatus:
-    ref = repository.resolve(registry, name, version)
-    reason = ref.backends.get(settings.default_backend, "not configured")
+def version_status(ref: repository.ModelRef, backend_name: str) -> TFModelVersionStatus:
+    """AVAILABLE when the default backend serves the version, LOADING, else END with the reason."""
+    reason = ref.not_ready(backend_name)
     if reason is None:
         state, status = "AVAILABLE", TFStatus(error_code="OK", error_message="")
-    elif not repository.loaded(registry):
+    elif ref.state == "loading":
         state, status = "LOADING", TFStatus(error_code="OK", error_message="")
     else:
         state, status = "END", TFStatus(error_code="UNKNOWN", error_message=str(reason))
-    versions = [ref.version] if version is not None else list(ref.versions)
-    return TFModelStatus(model_version_status=[TFModelVersionStatus(version=v, state=state, status=status)
-                                               for v in versions])
+    return TFModelVersionStatus(version=ref.version, state=state, status=status)
+
+
+def model_status(registry, settings: Settings, name: str, version: str | None) -> TFModelStatus:
+    refs = ([repository.resolve(registry, name, version)] if version is not None
+            else repository.all_versions(registry, name))
+    return TFModelStatus(model_version_status=[version_status(r, settings.default_backend) for r in refs])
 
 
 @router.get("/{name}", response_model=TFModelStatus, summary="Model status (every version)", responses=ERRORS)
@@ -87,13 +90,11 @@ def tensor_info(name: str, dtype: str, shape: list[int]) -> TFTensorInfo:
 
 def model_metadata(registry, name: str, version: str | None) -> TFModelMetadata:
     ref = repository.resolve(registry, name, version)
-    spec = ref.input_spec
-    if spec is None:
-        raise NotReady(f"{name} is not loaded", field="model", reason="not loaded")
-    first = network.input_names(spec)[0]
-    info = (tensor_info(first, TF_DTYPES.get(spec.dtype, "DT_FLOAT"), [-1, *spec.shape])
-            if first == network.IMAGE_INPUT else tensor_info(first, "DT_STRING", [-1]))
-    signature = TFSignatureDef(inputs={first: info}, method_name=METHOD,
+    if ref.input_spec is None:
+        raise NotReady(f"{name} version {ref.version} is not loaded: {ref.reason or ref.state}", field="model",
+                       reason=ref.reason or ref.state)
+    first, datatype, shape = network.metadata_input(ref)
+    signature = TFSignatureDef(inputs={first: tensor_info(first, TF_DTYPES[datatype], shape)}, method_name=METHOD,
                                outputs={network.PROBABILITIES: tensor_info(network.PROBABILITIES, "DT_FLOAT",
                                                                            [-1, len(ref.classes)])})
     return TFModelMetadata(model_spec=TFModelSpec(name=ref.name, signature_name="", version=ref.version),
@@ -113,7 +114,7 @@ async def metadata_version(name: NameParam, version: VersionParam, registry: Reg
 
 
 # ------------------------------------------------------------------ predict
-def unpack(body: TFPredictRequest, spec) -> tuple[str, str, list]:
+def unpack(body: TFPredictRequest, ref: repository.ModelRef) -> tuple[str, str | None, list]:
     """(row format: ``instances`` / columnar: ``inputs``, the input's name, its items in batch order)."""
     if body.signature_name not in (None, "", SIGNATURE):
         raise fail("signature_name", f"unknown signature {body.signature_name!r}; this model has {SIGNATURE!r}")
@@ -121,7 +122,7 @@ def unpack(body: TFPredictRequest, spec) -> tuple[str, str, list]:
         raise fail("body", "a request holds 'instances' (row format) or 'inputs' (columnar format), not both")
     if body.instances is None and body.inputs is None:
         raise fail("body", "missing 'instances' (row format) or 'inputs' (columnar format)")
-    names = network.input_names(spec)
+    names = network.input_names(ref)
     field = "instances" if body.instances is not None else "inputs"
     value = body.instances if field == "instances" else body.inputs
     name = None
@@ -159,9 +160,10 @@ def check_regular(items: list, field: str) -> None:
                                         "every instance must have the same shape")
 
 
-def network_input(served: Backend, field: str, name: str | None, items: list, settings: Settings,
+def network_input(ref: repository.ModelRef, field: str, name: str | None, items: list, settings: Settings,
                   inline: bool) -> np.ndarray:
-    spec = served.input_spec
+    """The instances (or the columnar tensor's items) -> the network input, by /predict's input function."""
+    spec = ref.input_spec
     network.check_batch(len(items), field, settings.max_batch)
     check_regular(items, field)
     if spec.kind == "image":
@@ -174,19 +176,14 @@ def network_input(served: Backend, field: str, name: str | None, items: list, se
             else:
                 raise fail(f"{field}[{i}]", 'an image is a nested list [height][width][channels] in [0, 1], or '
                                             '{"b64": "<base64 PNG/JPEG file>"}')
-        return network.predict_input(served, "images", images, settings, inline, rename=field)
-    if name == network.TOKEN_INPUT or (name is None and all(isinstance(v, list) for v in items)):
-        if inline and len(items) > inputs.INLINE_MAX_ITEMS:
-            raise inputs.Deferred(f"{len(items)} instances")
-        shape = (len(items), *np.shape(items[0]))
-        arr = from_json(items, "INT64", shape, field)
-        return network.token_tensor(arr, served, field, settings.max_batch)
-    if name == network.IMAGE_INPUT:
-        raise fail(field, "this model takes texts or token ids")
+        return network.predict_input(ref, "images", images, settings, inline, rename=field)
+    if name in (network.TOKEN_INPUT, network.TENSOR_INPUT) or (name is None and
+                                                                all(isinstance(v, list) for v in items)):
+        return network.predict_input(ref, "inputs", items, settings, inline, rename=field)
     bad = next((i for i, v in enumerate(items) if not isinstance(v, str)), None)
     if bad is not None:
         raise fail(f"{field}[{bad}]", "a text instance is a string (or every instance a list of token ids)")
-    return network.predict_input(served, "texts", items, settings, inline, rename=field)
+    return network.predict_input(ref, "texts", items, settings, inline, rename=field)
 
 
 async def predict_model(name: str, version: str | None, body: TFPredictRequest, backend: BackendName | None,
@@ -194,12 +191,12 @@ async def predict_model(name: str, version: str | None, body: TFPredictRequest, 
     ref = repository.resolve(registry, name, version)
     chosen = (backend or BackendName(settings.default_backend)).value
     request.state.metric_labels = (ref.name, chosen, "tfserving")
-    served = repository.backend(registry, ref, chosen)
-    field, input_name, items = unpack(body, served.input_spec)
+    served = ref.backend(chosen)
+    field, input_name, items = unpack(body, ref)
     try:
-        batch = network_input(served, field, input_name, items, settings, inline=True)
+        batch = network_input(ref, field, input_name, items, settings, inline=True)
     except inputs.Deferred:
-        batch = await run_in_threadpool(network_input, served, field, input_name, items, settings, False)
+        batch = await run_in_threadpool(network_input, ref, field, input_name, items, settings, False)
     result = await inference.predict_proba(served, batch)
     key = "predictions" if body.instances is not None else "outputs"
     return {key: result.probs.tolist()}

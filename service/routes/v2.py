@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from .. import inputs
-from ..backends.base import Backend
 from ..deps import InferenceDep, RegistryDep, SettingsDep
 from ..errors import NotReady, validation_error
 from ..protocols import binary, network, repository
@@ -86,8 +85,9 @@ async def ready(registry: RegistryDep) -> Response:
 
 # ------------------------------------------------------------------ models
 def model_ready(registry, settings: Settings, name: str, version: str | None) -> Response:
+    """True when the version's default backend (the one an infer without ``parameters.backend`` uses) is loaded."""
     ref = repository.resolve(registry, name, version)
-    reason = ref.backends.get(settings.default_backend, "not configured")
+    reason = ref.not_ready(settings.default_backend)
     if reason is None:
         return Response(status_code=200)
     return JSONResponse({"error": f"{name}/{settings.default_backend} is not ready: {reason}"}, status_code=400)
@@ -107,15 +107,12 @@ async def ready_model_version(name: NameParam, version: VersionParam, registry: 
 
 def model_metadata(registry, name: str, version: str | None) -> ModelMetadata:
     ref = repository.resolve(registry, name, version)
-    spec = ref.input_spec
-    if spec is None:
-        raise NotReady(f"{name} is not loaded: {next(iter(ref.backends.values()), None) or 'loading'}",
-                       field="model", reason="not loaded")
-    first = network.input_names(spec)[0]  # texts also come as token_ids (INT32 [-1, sequence_length])
-    datatype = "FP32" if first == network.IMAGE_INPUT else "BYTES"
-    in_shape = [-1, *spec.shape] if datatype == "FP32" else [-1]
+    if ref.input_spec is None:
+        raise NotReady(f"{name} version {ref.version} is not loaded: {ref.reason or ref.state}", field="model",
+                       reason=ref.reason or ref.state)
+    in_name, datatype, in_shape = network.metadata_input(ref)  # texts also come as token_ids (INT [-1, L])
     return ModelMetadata(name=ref.name, versions=list(ref.versions), platform=PLATFORM,
-                         inputs=[MetadataTensor(name=first, datatype=datatype, shape=in_shape)],
+                         inputs=[MetadataTensor(name=in_name, datatype=datatype, shape=in_shape)],
                          outputs=[MetadataTensor(name=network.PROBABILITIES, datatype="FP32",
                                                  shape=[-1, len(ref.classes)]),
                                   MetadataTensor(name=network.LABELS, datatype="BYTES", shape=[-1])])
@@ -179,8 +176,8 @@ def binary_size(inp: RequestInput, where: str) -> int | None:
     return size
 
 
-def network_input(served: Backend, inp: RequestInput, raw: memoryview | None, where: str, settings: Settings,
-                  inline: bool) -> np.ndarray:
+def network_input(ref: repository.ModelRef, inp: RequestInput, raw: memoryview | None, where: str,
+                  settings: Settings, inline: bool) -> np.ndarray:
     """One input tensor (JSON data or binary bytes) -> the backend's network input; raises ``inputs.Deferred``
     when ``inline`` and the tensor is more than a small request's work."""
     shape = tuple(inp.shape)
@@ -194,11 +191,9 @@ def network_input(served: Backend, inp: RequestInput, raw: memoryview | None, wh
         network.check_batch(arr.shape[0], where, settings.max_batch)
         items = list(arr.reshape(-1))
         if inp.name == network.IMAGE_INPUT:
-            return network.predict_input(served, "images", network.as_image_files(items), settings, inline)
-        return network.predict_input(served, "texts", network.as_texts(items, inp.name), settings, inline)
-    if inp.name == network.TOKEN_INPUT:
-        return network.token_tensor(arr, served, where, settings.max_batch)
-    return network.image_tensor(arr, served.input_spec, where, settings.max_batch)
+            return network.predict_input(ref, "images", network.as_image_files(items), settings, inline)
+        return network.predict_input(ref, "texts", network.as_texts(items, inp.name), settings, inline)
+    return network.tensor_input(arr, ref.input_spec, where, settings.max_batch)
 
 
 async def infer_model(name: str, version: str | None, request: Request, registry, settings: Settings,
@@ -209,19 +204,19 @@ async def infer_model(name: str, version: str | None, request: Request, registry
     ref = repository.resolve(registry, name, version)
     chosen = backend_name(req, settings)
     request.state.metric_labels = (ref.name, chosen, "v2")
-    served = repository.backend(registry, ref, chosen)
+    served = ref.backend(chosen)
     outputs = requested_outputs(req)
     inp = req.inputs[0]
     where = f"inputs[0] ({inp.name})"
     check_datatype(inp.datatype, where)
-    network.check_input(served.input_spec, inp.name, inp.datatype, where)
+    network.check_input(ref, inp.name, inp.datatype, where)
     size = binary_size(inp, where)
     slices = binary.slice_binary(rest, [(where, size)] if size is not None else [])  # [] if all JSON
     raw = slices[0] if slices else None
     try:  # a small request is decoded right here, as /predict does: a thread hand-over would cost the loop more
-        batch = network_input(served, inp, raw, where, settings, inline=True)
+        batch = network_input(ref, inp, raw, where, settings, inline=True)
     except inputs.Deferred:
-        batch = await run_in_threadpool(network_input, served, inp, raw, where, settings, False)
+        batch = await run_in_threadpool(network_input, ref, inp, raw, where, settings, False)
     result = await inference.predict_proba(served, batch)
     probs = result.probs
     tensors = {network.PROBABILITIES: probs,
