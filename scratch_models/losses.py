@@ -1,4 +1,5 @@
-"""Sparse categorical cross-entropy, as Keras computes it, with its gradient.
+"""Sparse categorical cross-entropy and categorical cross-entropy (with label smoothing), as Keras
+computes them, with their gradients.
 
 From probabilities Keras clips them to [1e-7, 1 - 1e-7] and renormalises (TensorFlow takes the
 log of the clipped probabilities as logits). When the probabilities come straight out of a softmax,
@@ -55,7 +56,62 @@ class SparseCategoricalCrossentropy:
         return grad.astype(scores.dtype)
 
 
+def _check_targets(targets, scores: np.ndarray) -> np.ndarray:
+    targets = np.asarray(targets)
+    if scores.ndim != 2 or targets.shape != scores.shape:
+        raise ValueError(f"Expected targets and scores of one shape (N, C), received {targets.shape} and {scores.shape}")
+    if targets.dtype.kind != "f":
+        raise ValueError(f"Expected float targets (one-hot or soft rows), received {targets.dtype}")
+    return targets.astype(np.float64)
+
+
+class CategoricalCrossentropy:
+    """Keras' categorical cross-entropy on (soft) target rows, with ``label_smoothing``.
+
+    Targets become ``t * (1 - label_smoothing) + label_smoothing / C`` (Keras' rule). From
+    probabilities, as TensorFlow computes it: scores divided by their row sum, clipped to
+    [1e-7, 1 - 1e-7], ``-sum(t * log p)``; from logits, ``-sum(t * log_softmax(z))``. Mean over the
+    batch. ``gradient`` is d loss / d scores (N, C): from logits ``(softmax(z) * sum(t) - t) / N``;
+    from probabilities ``(g - sum_j g_j p_j) / (N * S)`` with ``g = -t / p`` inside the clip range
+    (0 outside) and ``S`` the row sum (the chain rule through the normalisation).
+    """
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0):
+        if not 0.0 <= float(label_smoothing) <= 1.0:
+            raise ValueError(f"Expected label_smoothing in [0, 1], received {label_smoothing!r}")
+        self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
+
+    def smoothed(self, targets: np.ndarray) -> np.ndarray:
+        if not self.label_smoothing:
+            return targets
+        return targets * (1.0 - self.label_smoothing) + self.label_smoothing / targets.shape[1]
+
+    def __call__(self, targets, scores) -> float:
+        t = self.smoothed(_check_targets(targets, scores))
+        z = np.asarray(scores, np.float64)
+        if self.from_logits:
+            return float(-(t * log_softmax(z)).sum(1).mean())
+        p = np.clip(z / z.sum(1, keepdims=True), EPSILON, 1 - EPSILON)
+        return float(-(t * np.log(p)).sum(1).mean())
+
+    def gradient(self, targets, scores) -> np.ndarray:
+        t = self.smoothed(_check_targets(targets, scores))
+        z = np.asarray(scores, np.float64)
+        n = len(z)
+        if self.from_logits:
+            grad = (np.exp(log_softmax(z)) * t.sum(1, keepdims=True) - t) / n
+        else:
+            row_sum = z.sum(1, keepdims=True)
+            p = z / row_sum
+            inside = (p > EPSILON) & (p < 1 - EPSILON)
+            g = np.where(inside, -t / np.where(inside, p, 1.0), 0.0)
+            grad = (g - (g * p).sum(1, keepdims=True)) / (n * row_sum)
+        return grad.astype(scores.dtype)
+
+
 def get(spec) -> SparseCategoricalCrossentropy:
+    """The training loop's loss (``training.py`` takes the softmax's logits with the sparse loss;
+    ``CategoricalCrossentropy`` is not wired into ``fit`` yet)."""
     if isinstance(spec, SparseCategoricalCrossentropy):
         return spec
     if spec in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"):
