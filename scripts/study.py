@@ -4,23 +4,32 @@ test macro-F1 and the loss curves, measured over several seeds instead of one ru
 
     DATA_DIR=../shared/data python scripts/study.py --only rnn          # train what is missing
     nohup env DATA_DIR=../shared/data python scripts/study.py > runs/logs/study.log 2>&1 &
+    python scripts/study.py --scheduler tcp://HOST:8786                 # on an existing Dask cluster
     python scripts/study.py --report-only                               # reports/study.md + figures
 
-Every (variant, seed) is trained once with Keras (``scripts/train.py``; models cached under
-``runs/study/``, not committed), then checked against the scratch engine on the test split; its
-result is one JSON file ``reports/runs/<arch>/<variant>-seed<N>.json`` (written atomically). A rerun
-skips the finished ones, so an interrupted study resumes where it stopped. Variants shared between
-factors (the baseline, and bidirectional-128 = 128 units) are trained once and reused.
+Each (variant, seed) run is one task on Dask distributed (issue 20): a local cluster with one
+single-threaded worker per core by default, or the cluster at ``--scheduler``. The task trains the
+run with Keras (``scripts/train.py``; models cached under ``runs/study/`` on the worker, not
+committed), checks it against the scratch engine on the test split, logs it to MLflow
+(``scripts/tracking.py``) and returns its result record; this process writes the record to
+``reports/runs/<arch>/<variant>-seed<N>.json`` (atomically). Those files are the cache: a rerun
+submits only the runs without one, so an interrupted study resumes where it stopped. A task that
+raises, or whose worker dies, is retried ``--retries`` times (default 2) and then reported as failed.
+Variants shared between factors (the baseline, and bidirectional-128 = 128 units) are trained once.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
-import math
 import os
+import platform
 import sys
 import time
+import traceback
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +41,36 @@ import numpy as np  # noqa: E402
 from configs import cnn_layers, text_layers  # noqa: E402
 from scratch_models.io_utils import atomic_write_bytes, atomic_write_json  # noqa: E402
 
-RESULTS_DIR = ROOT / "reports" / "runs"
-FIGURES_DIR = ROOT / "reports" / "figures"
-REPORT_PATH = ROOT / "reports" / "study.md"
-STUDY_RUNS_DIR = ROOT / "runs" / "study"
 ARCHS = ("rnn", "lstm", "cnn")  # the order of a full run: the cheap text studies first
+TRACKING_EXPERIMENT = "study"
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Where a study keeps its result records (the cache), the Keras run folders, the report and figures."""
+    results: Path
+    keras_runs: Path
+    report: Path
+    figures: Path
+
+    @classmethod
+    def under(cls, out: Path | None) -> "StudyPaths":
+        """The committed study (``reports/``, ``runs/study``) or, for ``--out DIR``, everything in DIR."""
+        if out is None:
+            return cls(ROOT / "reports" / "runs", ROOT / "runs" / "study", ROOT / "reports" / "study.md",
+                       ROOT / "reports" / "figures")
+        out = Path(out).resolve()
+        return cls(out / "runs", out / "keras-runs", out / "study.md", out / "figures")
+
+
+DEFAULT_PATHS = StudyPaths.under(None)
+
+
+def shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
 
 # --------------------------------------------------------------------------- the variants, as data
 # One fixed budget per data set, early stopping on validation loss (best weights restored).
@@ -50,7 +84,6 @@ CNN_EPOCH_TIMING = ("one epoch of 40,000 images measured at about 255 s for the 
                     "filters [64, 128] (409 and 855 ms per batch of 64) on the shared 2-core machine, so a "
                     "10-epoch CNN run costs roughly 40-90 min there; on an idle machine a baseline epoch took "
                     "26 s (base seed 0, epoch 8)")
-PRIOR_RUN_SECONDS = {"cnn": 3000.0, "rnn": 110.0, "lstm": 110.0}  # ETA before an arch's first run
 
 
 def cnn_variant(filters=(32, 64), kernels=(3, 3), pooling="max") -> dict:
@@ -123,17 +156,22 @@ REFERENCE = {
 ARCH_TITLES = {"cnn": "CNN on CIFAR-10", "rnn": "SimpleRNN on NusaX-Sentiment", "lstm": "LSTM on NusaX-Sentiment"}
 
 
-def result_path(arch: str, variant: str, seed: int) -> Path:
-    return RESULTS_DIR / arch / f"{variant}-seed{seed}.json"
+def result_path(arch: str, variant: str, seed: int, paths: StudyPaths = DEFAULT_PATHS) -> Path:
+    return paths.results / arch / f"{variant}-seed{seed}.json"
 
 
-# --------------------------------------------------------------------------- one run
-def network_inputs(arch: str, run_dir: Path, cfg: dict):
+def factor_levels(arch: str, variant: str) -> dict[str, str]:
+    """``{factor: level}`` of every factor that uses ``variant`` (tracking tags, e.g. ``units: 128``)."""
+    return {key: level for key, _, levels in STUDY[arch]["factors"] for level, v in levels if v == variant}
+
+
+# --------------------------------------------------------------------------- one run (a task)
+def network_inputs(arch: str, run_dir: Path, cfg: dict, data_dir: str | None = None):
     """The test split as the network sees it (images, or token ids from the run's own vocabulary)."""
     from scratch_models.datasets import load_dataset_for
     from train import text_vectorizer
 
-    data = load_dataset_for(arch, os.environ.get("DATA_DIR"))
+    data = load_dataset_for(arch, data_dir)
     if arch == "cnn":
         return data.test.x, data.test.y
     vec = text_vectorizer(data.train.x, cfg["max_tokens"], cfg["sequence_length"])
@@ -143,96 +181,218 @@ def network_inputs(arch: str, run_dir: Path, cfg: dict):
     return np.asarray(vec(list(data.test.x)), dtype=np.int32), data.test.y
 
 
-def run_one(arch: str, variant: str, seed: int, epochs: int) -> dict:
-    """Train (or reuse the cached Keras run), compare Keras with the scratch engine, return the record."""
+def run_one(arch: str, variant: str, seed: int, epochs: int, keras_runs: Path = DEFAULT_PATHS.keras_runs,
+            data_dir: str | None = None, tracking_uri: str | None = None) -> dict:
+    """Train (or reuse the cached Keras run), compare Keras with the scratch engine, log the run to
+    MLflow (when ``tracking_uri``), return the record."""
     import keras
 
     import scratch_models
+    import tracking
     from export import compare_backends
     from train import train
 
     cfg = copy.deepcopy(STUDY[arch]["variants"][variant])
     cfg["epochs"] = epochs
-    run_dir = train(arch, f"{variant}-e{epochs}", seed, runs_dir=STUDY_RUNS_DIR, config=cfg, verbose=0)
+    run_dir = train(arch, f"{variant}-e{epochs}", seed, runs_dir=Path(keras_runs), config=cfg, verbose=0,
+                    data_dir=data_dir, experiment=None)  # tracked below, with the engine check
     trained = json.loads((run_dir / "result.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
-    x_test, y_test = network_inputs(arch, run_dir, trained["config"])
+    x_test, y_test = network_inputs(arch, run_dir, trained["config"], data_dir)
     model = keras.models.load_model(run_dir / "model.keras", compile=False)
     t0 = time.time()
     smodel = scratch_models.from_keras(model)
     comparison = compare_backends(model, smodel, x_test, y_test)
-    return {"arch": arch, "variant": variant, "seed": seed, "epoch_budget": epochs,
-            "patience": trained["config"]["patience"], "batch_size": trained["config"]["batch_size"],
-            "test_macro_f1": comparison["keras"]["macro_f1"], "test_accuracy": comparison["keras"]["accuracy"],
-            "params": trained["params"], "train_seconds": trained["train_seconds"],
-            "epochs_run": trained["epochs_run"], "best_epoch": trained["best_epoch"],
-            "history": {k: history[k] for k in ("loss", "val_loss", "accuracy", "val_accuracy", "epoch_seconds")
-                        if k in history},
-            "scratch": {"agreement": comparison["agreement"], "max_abs_prob_diff": comparison["max_abs_prob_diff"],
-                        "test_macro_f1": comparison["scratch"]["macro_f1"],
-                        "test_accuracy": comparison["scratch"]["accuracy"], "n_test": comparison["n"],
-                        "check_seconds": time.time() - t0},
-            "config": trained["config"], "data_source": trained["data_source"], "split": trained["split"],
-            "keras_run_dir": os.path.relpath(run_dir, ROOT)}
+    record = {"arch": arch, "variant": variant, "seed": seed, "epoch_budget": epochs,
+              "patience": trained["config"]["patience"], "batch_size": trained["config"]["batch_size"],
+              "test_macro_f1": comparison["keras"]["macro_f1"], "test_accuracy": comparison["keras"]["accuracy"],
+              "params": trained["params"], "train_seconds": trained["train_seconds"],
+              "epochs_run": trained["epochs_run"], "best_epoch": trained["best_epoch"],
+              "history": {k: history[k] for k in ("loss", "val_loss", "accuracy", "val_accuracy", "epoch_seconds")
+                          if k in history},
+              "scratch": {"agreement": comparison["agreement"], "max_abs_prob_diff": comparison["max_abs_prob_diff"],
+                          "test_macro_f1": comparison["scratch"]["macro_f1"],
+                          "test_accuracy": comparison["scratch"]["accuracy"], "n_test": comparison["n"],
+                          "check_seconds": time.time() - t0},
+              "config": trained["config"], "data_source": trained["data_source"], "split": trained["split"],
+              "keras_run_dir": shown(run_dir)}
+    if tracking_uri:
+        record["mlflow_run_id"] = tracking.log_run(
+            run_dir, TRACKING_EXPERIMENT, uri=tracking_uri, source="scripts/study.py",
+            metrics={f"scratch_{k}": v for k, v in record["scratch"].items()},
+            tags={"study.variant": variant, **{f"study.factor.{k}": v for k, v in factor_levels(arch, variant).items()}})
+    return record
 
 
-def planned_runs(archs, seeds_override: list[int] | None) -> list[tuple[str, str, int]]:
+def train_task(arch: str, variant: str, seed: int, epochs: int, keras_runs: str, data_dir: str | None,
+               tracking_uri: str | None) -> dict:
+    """One study run wherever it is scheduled (a Dask worker, or this process with ``--sequential``).
+
+    The worker's own ``DATA_DIR`` wins over the submitter's (the data folder may be mounted elsewhere
+    on another machine). Returns the result record; writing it is the submitter's job.
+    """
+    t0 = time.time()
+    record = run_one(arch, variant, seed, epochs, Path(keras_runs), os.environ.get("DATA_DIR") or data_dir,
+                     tracking_uri)
+    record["run_wall_seconds"] = time.time() - t0
+    record["worker"] = {"host": platform.node(), "pid": os.getpid()}
+    return record
+
+
+# --------------------------------------------------------------------------- the study (the submitter)
+def planned_runs(archs, seeds_override: list[int] | None, variants: list[str] | None = None
+                 ) -> list[tuple[str, str, int]]:
     """The text studies first, then the CNN; seed-major within each group (seed 0 of every variant of
-    both text archs, then seed 1, ...), so that an unfinished study covers every variant evenly."""
+    both text archs, then seed 1, ...), so that an unfinished study covers every variant evenly.
+    ``variants`` keeps only those names (in each arch that has them)."""
     plan = []
     for group in (("rnn", "lstm"), ("cnn",)):
         group_archs = [a for a in archs if a in group]
         seeds = {a: seeds_override if seeds_override is not None else list(range(DEFAULT_SEEDS[a]))
                  for a in group_archs}
         for seed in sorted({s for a in group_archs for s in seeds[a]}):
-            plan += [(a, variant, seed) for a in group_archs if seed in seeds[a] for variant in STUDY[a]["variants"]]
+            plan += [(a, variant, seed) for a in group_archs if seed in seeds[a] for variant in STUDY[a]["variants"]
+                     if variants is None or variant in variants]
     return plan
 
 
-def run_study(archs, seeds_override, epochs_override, max_runs: int | None) -> None:
-    plan = planned_runs(archs, seeds_override)
+def pending_runs(plan, epochs_override: int | None, paths: StudyPaths) -> list[tuple[str, str, int, int]]:
+    """The planned runs without a result record, with their epoch budget (a record is never redone)."""
     todo = []
     for arch, variant, seed in plan:
         budget = epochs_override or STUDY[arch]["variants"][variant]["epochs"]
-        path = result_path(arch, variant, seed)
+        path = result_path(arch, variant, seed, paths)
         if path.is_file():
             done_budget = json.loads(path.read_text())["epoch_budget"]
             if done_budget != budget:
-                print(f"[study] {path.relative_to(ROOT)} was run with {done_budget} epochs, not {budget}: "
+                print(f"[study] {shown(path)} was run with {done_budget} epochs, not {budget}: "
                       "kept (delete it to rerun)", flush=True)
             continue
         todo.append((arch, variant, seed, budget))
+    return todo
+
+
+def local_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def dask_client(scheduler: str | None, workers: int | None, retries: int):
+    """A client of the cluster at ``scheduler``, or of a local cluster: ``workers`` processes (default
+    one per core), one task at a time each, TensorFlow's threads split evenly between them. A task
+    whose worker dies is rescheduled at most ``retries`` times (the scheduler's allowed-failures;
+    an external scheduler keeps its own setting)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    n = workers or local_cores()
+    threads = str(max(1, local_cores() // n))
+    env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
+           "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries}), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                         env=env) as cluster, Client(cluster) as client:
+        yield client
+
+
+def progress_bar(total: int):
+    from tqdm import tqdm
+    interactive = sys.stderr.isatty()
+    return tqdm(total=total, unit="run", desc="study", dynamic_ncols=interactive,
+                mininterval=0.5 if interactive else 60.0)
+
+
+def run_study(archs, seeds_override, epochs_override, max_runs: int | None = None, variants=None,
+              paths: StudyPaths = DEFAULT_PATHS, scheduler: str | None = None, workers: int | None = None,
+              retries: int = 2, sequential: bool = False) -> list[dict]:
+    """Run every planned run that has no record yet; return the failures (``[]`` when all finished)."""
+    import tracking
+
+    plan = planned_runs(archs, seeds_override, variants)
+    todo = pending_runs(plan, epochs_override, paths)
     print(f"[study] {len(plan)} planned, {len(plan) - len(todo)} finished, {len(todo)} to run"
           + (f" (this session stops after {max_runs})" if max_runs else ""), flush=True)
     if max_runs is not None:
         todo = todo[:max_runs]
-    # ETA: the mean wall time per run of each arch over every finished run (earlier sessions included);
-    # an arch with no finished run yet counts with a rough prior and the ETA is marked "~".
-    seconds: dict[str, list[float]] = {}
-    for path in RESULTS_DIR.glob("*/*.json"):
-        r = json.loads(path.read_text())
-        seconds.setdefault(r["arch"], []).append(r.get("run_wall_seconds", r["train_seconds"]))
-    for i, (arch, variant, seed, budget) in enumerate(todo, 1):
-        t0 = time.time()
-        record = run_one(arch, variant, seed, budget)
-        record["run_wall_seconds"] = time.time() - t0
-        atomic_write_json(result_path(arch, variant, seed), record)
-        seconds.setdefault(arch, []).append(record["run_wall_seconds"])
-        left = todo[i:]
-        guessed = any(a not in seconds for a, *_ in left)
-        eta = sum(float(np.mean(seconds[a])) if a in seconds else PRIOR_RUN_SECONDS[a] for a, *_ in left)
-        eta_text = f"{'~' if guessed else ''}{eta / 60:.0f} min for {len(left)} runs"
-        print(f"[study] {i}/{len(todo)} {arch} {variant} seed {seed}: macro-F1 {record['test_macro_f1']:.4f}, "
-              f"acc {record['test_accuracy']:.4f}, {record['epochs_run']} epochs, train "
-              f"{record['train_seconds']:.0f} s, run {record['run_wall_seconds']:.0f} s, scratch agreement "
-              f"{record['scratch']['agreement']:.4f} max|dp| {record['scratch']['max_abs_prob_diff']:.1e} "
-              f"| ETA {eta_text}", flush=True)
+    if not todo:
+        return []
+    uri = tracking.tracking_uri() if tracking.enabled() else None
+    if uri:
+        try:
+            tracking.experiment_id(TRACKING_EXPERIMENT, uri)  # once, before the tasks race to create it
+            print(f"[study] tracking to {uri} (experiment {TRACKING_EXPERIMENT!r})", flush=True)
+        except ImportError:
+            print("[study] mlflow is not installed (pip install -e '.[train]'): runs not tracked", flush=True)
+            uri = None
+    data_dir = os.environ.get("DATA_DIR")
+    data_dir = str(Path(data_dir).resolve()) if data_dir else None
+    failures: list[dict] = []
+    bar = progress_bar(len(todo))
+
+    def finished(job, record: dict) -> None:
+        arch, variant, seed, _ = job
+        atomic_write_json(result_path(arch, variant, seed, paths), record)
+        bar.update(1)
+        bar.write(f"[study] {arch} {variant} seed {seed}: macro-F1 {record['test_macro_f1']:.4f}, "
+                  f"acc {record['test_accuracy']:.4f}, {record['epochs_run']} epochs, train "
+                  f"{record['train_seconds']:.0f} s, run {record['run_wall_seconds']:.0f} s on "
+                  f"{record['worker']['host']}:{record['worker']['pid']}, scratch agreement "
+                  f"{record['scratch']['agreement']:.4f} max|dp| {record['scratch']['max_abs_prob_diff']:.1e}")
+
+    def failed(job, exc: BaseException, tb: str) -> None:
+        arch, variant, seed, budget = job
+        failures.append({"arch": arch, "variant": variant, "seed": seed, "epochs": budget,
+                         "error": f"{type(exc).__name__}: {exc}", "traceback": tb})
+        bar.update(1)
+        bar.write(f"[study] FAILED {arch} {variant} seed {seed} after {retries + 1} attempts: "
+                  f"{type(exc).__name__}: {exc}")
+
+    args = (str(paths.keras_runs), data_dir, uri)
+    t0 = time.time()
+    if sequential:
+        for job in todo:
+            for attempt in range(retries + 1):
+                try:
+                    finished(job, train_task(*job, *args))
+                    break
+                except Exception as exc:  # noqa: BLE001 -- reported per run, the study goes on
+                    if attempt == retries:
+                        failed(job, exc, traceback.format_exc())
+    else:
+        from distributed import as_completed
+        with dask_client(scheduler, workers, retries) as client:
+            n_workers = len(client.scheduler_info()["workers"])
+            bar.write(f"[study] {len(todo)} tasks on {n_workers} Dask workers ({client.scheduler.address})")
+            futures = {client.submit(train_task, *job, *args, retries=retries, pure=False,
+                                     key=f"study-{job[0]}-{job[1]}-seed{job[2]}-{uuid.uuid4().hex[:8]}"): job
+                       for job in todo}
+            for future in as_completed(futures):
+                job = futures[future]
+                if future.status == "finished":
+                    finished(job, future.result())
+                else:
+                    exc = future.exception()
+                    failed(job, exc, "".join(traceback.format_exception(exc, exc, future.traceback())))
+                future.release()
+    bar.close()
+    print(f"[study] {len(todo) - len(failures)} of {len(todo)} runs finished in {time.time() - t0:.0f} s wall"
+          + (f"; {len(failures)} failed: " + ", ".join(f"{f['arch']} {f['variant']} seed {f['seed']}"
+                                                        for f in failures) if failures else ""), flush=True)
+    return failures
 
 
 # --------------------------------------------------------------------------- the report
-def load_results() -> dict[str, dict[str, list[dict]]]:
+def load_results(paths: StudyPaths = DEFAULT_PATHS) -> dict[str, dict[str, list[dict]]]:
     out: dict[str, dict[str, list[dict]]] = {}
-    for path in sorted(RESULTS_DIR.glob("*/*.json")):
+    for path in sorted(paths.results.glob("*/*.json")):
         r = json.loads(path.read_text())
         out.setdefault(r["arch"], {}).setdefault(r["variant"], []).append(r)
     for variants in out.values():
@@ -336,11 +496,11 @@ def factor_conclusion(levels, runs_by_variant, alpha: float) -> tuple[str, dict]
     return " ".join(parts), summary
 
 
-def write_report(alpha: float = 0.05, seeds_override=None) -> dict:
-    results = load_results()
+def write_report(alpha: float = 0.05, seeds_override=None, paths: StudyPaths = DEFAULT_PATHS) -> dict:
+    results = load_results(paths)
     lines = ["# Hyper-parameter study: depth, width, kernels, pooling and direction",
              "",
-             "Generated by `scripts/study.py --report-only` from the per-run JSON files in `reports/runs/` "
+             f"Generated by `scripts/study.py --report-only` from the per-run JSON files in `{shown(paths.results)}/` "
              "(issue 6). Every number below is computed from those files; nothing is typed in by hand "
              "except the reference report's single-run numbers.",
              ""]
@@ -422,10 +582,10 @@ def write_report(alpha: float = 0.05, seeds_override=None) -> dict:
                     f"{fmt_ms([min(r['history']['val_loss']) for r in rs], 3)} | "
                     f"{min(r['scratch']['agreement'] for r in rs):.4f} / "
                     f"{max(r['scratch']['max_abs_prob_diff'] for r in rs):.1e} |")
-            fig = FIGURES_DIR / f"study_{arch}_{key}.png"
+            fig = paths.figures / f"study_{arch}_{key}.png"
             if any(runs_by_variant.get(v) for _, v in levels):
                 curves_figure(arch, key, title, levels, runs_by_variant, fig)
-                lines += ["", f"![{arch} {title}: loss per epoch](figures/{fig.name})"]
+                lines += ["", f"![{arch} {title}: loss per epoch]({os.path.relpath(fig, paths.report.parent)})"]
             text, summary = factor_conclusion(levels, runs_by_variant, alpha)
             summaries[(arch, title)] = summary
             lines += ["", f"**Conclusion.** {text}", ""]
@@ -449,8 +609,8 @@ def write_report(alpha: float = 0.05, seeds_override=None) -> dict:
         overview.append(f"| {arch} | {title} | {sm['best']}: {sm['mean']:.4f}{std} (n={sm['n']}) | "
                         f"{sm['runner_up']} | {sm['lead']:+.4f} | {p_text} | {answer} |")
     lines = head + overview + [""] + lines
-    atomic_write_bytes(REPORT_PATH, "\n".join(lines).encode("utf-8"))
-    print(f"[study] wrote {REPORT_PATH.relative_to(ROOT)} ({total_runs} runs)", flush=True)
+    atomic_write_bytes(paths.report, "\n".join(lines).encode("utf-8"))
+    print(f"[study] wrote {shown(paths.report)} ({total_runs} runs)", flush=True)
     return summaries
 
 
@@ -463,19 +623,38 @@ def parse_seeds(text: str | None) -> list[int] | None:
     return list(range(int(text)))
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=ARCHS, help="one architecture's study only")
+    p.add_argument("--variants", help="comma list of variant names (e.g. base,units32); default: all")
     p.add_argument("--seeds", help="N (seeds 0..N-1) or a comma list; default 5 per text arch, 2 for the CNN")
     p.add_argument("--epochs", type=int, help="override the epoch budget (default: CNN 10, text 40)")
     p.add_argument("--max-runs", type=int, help="stop after N new runs")
-    p.add_argument("--report-only", action="store_true", help="only write reports/study.md and the figures")
+    p.add_argument("--out", type=Path, help="keep records, Keras runs, report and figures in DIR "
+                                            "(default: reports/runs, runs/study, reports/study.md, reports/figures)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786); "
+                                       "default: a local cluster")
+    p.add_argument("--workers", type=int, help="local cluster size (default: one worker per core)")
+    p.add_argument("--retries", type=int, default=2, help="retries of a run that fails or loses its worker")
+    p.add_argument("--sequential", action="store_true", help="no Dask: run the runs one after another here")
+    p.add_argument("--report-only", action="store_true", help="only write the report and the figures")
     args = p.parse_args(argv)
     seeds = parse_seeds(args.seeds)
+    paths = StudyPaths.under(args.out)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    archs = [args.only] if args.only else list(ARCHS)
+    if variants:
+        unknown = sorted(set(variants) - {v for a in archs for v in STUDY[a]["variants"]})
+        if unknown:
+            p.error(f"--variants: unknown {unknown}; expected names from "
+                    f"{sorted({v for a in archs for v in STUDY[a]['variants']})}")
+    failures = []
     if not args.report_only:
-        run_study([args.only] if args.only else list(ARCHS), seeds, args.epochs, args.max_runs)
-    write_report(seeds_override=seeds if args.seeds else None)
+        failures = run_study(archs, seeds, args.epochs, args.max_runs, variants, paths, args.scheduler,
+                             args.workers, args.retries, args.sequential)
+    write_report(seeds_override=seeds if args.seeds else None, paths=paths)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
