@@ -8,7 +8,6 @@ MLflow's own client.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -24,29 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install -e '.[dev]')")
 pytest.importorskip("mlflow", reason="mlflow-skinny is not installed (pip install -e '.[dev]')")
 import study  # noqa: E402
+from study_helpers import write_tiny_nusax  # noqa: E402
 
 pytestmark = pytest.mark.slow
-WORDS = {"negative": ["buruk", "kecewa", "mahal", "lambat", "jelek", "kotor"],
-         "neutral": ["jadwal", "tiket", "alamat", "kantor", "informasi", "nomor"],
-         "positive": ["bagus", "enak", "senang", "mantap", "puas", "ramah"]}
-FILLER = ["saya", "makanan", "tempat", "pelayanan", "ini", "sangat", "di", "dan", "hotel", "harga"]
-
-
-def write_tiny_nusax(root: Path, sizes=(("train", 36), ("valid", 12), ("test", 12))) -> Path:
-    """``root/nusax-sentiment/indonesian/{split}.csv``: short texts, each class marked by its own words."""
-    rng = np.random.default_rng(20)
-    folder = root / "nusax-sentiment" / "indonesian"
-    folder.mkdir(parents=True)
-    for split, n in sizes:
-        with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["id", "text", "label"])
-            for i in range(n):
-                label = list(WORDS)[i % 3]
-                words = list(rng.choice(FILLER, 5)) + list(rng.choice(WORDS[label], 2))
-                rng.shuffle(words)
-                writer.writerow([i, " ".join(words), label])
-    return root
 
 
 @pytest.fixture
