@@ -625,7 +625,8 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", choices=ARCHS, help="one architecture's study only")
+    p.add_argument("--only", help="one architecture's study (rnn, lstm or cnn), or a comma list (rnn,lstm: the "
+                                  "text part)")
     p.add_argument("--variants", help="comma list of variant names (e.g. base,units32); default: all")
     p.add_argument("--seeds", help="N (seeds 0..N-1) or a comma list; default 5 per text arch, 2 for the CNN")
     p.add_argument("--epochs", type=int, help="override the epoch budget (default: CNN 10, text 40)")
@@ -642,7 +643,9 @@ def main(argv=None) -> int:
     seeds = parse_seeds(args.seeds)
     paths = StudyPaths.under(args.out)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
-    archs = [args.only] if args.only else list(ARCHS)
+    archs = [a.strip() for a in args.only.split(",") if a.strip()] if args.only else list(ARCHS)
+    if set(archs) - set(ARCHS):
+        p.error(f"--only: expected architectures from {list(ARCHS)}, received {args.only!r}")
     if variants:
         unknown = sorted(set(variants) - {v for a in archs for v in STUDY[a]["variants"]})
         if unknown:
