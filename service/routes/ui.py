@@ -1,7 +1,7 @@
 """GET /: the web page to try the models (service/static/, plain HTML/CSS/JS, nothing from a CDN).
 
 The page itself only calls the public API (/models, /predict, /parity); these routes serve its files, the
-committed loss figures of weights/, and the limits the page checks before sending a file. They stay out
+committed loss figures of the model repository, and the limits the page checks before sending a file. They stay out
 of the OpenAPI schema: they are the page's assets, not the API.
 """
 from __future__ import annotations
@@ -46,14 +46,19 @@ async def page_config(settings: SettingsDep) -> dict:
             "parity_enabled": settings.data_dir is not None}
 
 
-@router.get("/ui/weights/{path:path}")
-async def loss_figure(path: str, settings: SettingsDep) -> FileResponse:
-    """A committed training-curve figure, ``<WEIGHTS_DIR>/<model folder>/loss.png``; no other file of weights/."""
-    if Path(path).name != LOSS_FIGURE:
-        raise ServiceError(f"only {LOSS_FIGURE} figures are served from the weights folder, not {path!r}",
-                           status=404, code="not_found", field="path")
-    return FileResponse(_file_inside(settings.weights_dir, path), media_type="image/png",
-                        headers={"Cache-Control": "no-cache"})
+@router.get("/ui/models/{name}/loss.png")
+async def loss_figure(name: str, settings: SettingsDep, version: int | None = None) -> FileResponse:
+    """The committed training curves of a model: ``<repository>/<name>/<version>/loss.png`` (a versioned model)
+    or ``<repository>/<name>/loss.png`` (an unversioned one); no other file of the repository is served."""
+    candidates = ([f"{name}/{version}/{LOSS_FIGURE}"] if version is not None else []) + [f"{name}/{LOSS_FIGURE}"]
+    for relative in candidates:
+        try:
+            path = _file_inside(settings.weights_dir, relative)
+        except ServiceError:
+            continue
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
+    raise ServiceError(f"no {LOSS_FIGURE} for model {name!r}" + (f" version {version}" if version is not None else ""),
+                       status=404, code="not_found", field="name")
 
 
 @router.get("/ui/{path:path}")

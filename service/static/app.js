@@ -135,7 +135,7 @@ function commonError(errors) {
 function modelList(body) {
   const models = body && body.models;
   const list = Array.isArray(models) ? models : Object.entries(models || {}).map(([key, m]) => ({key, ...m}));
-  return list.map((m) => ({...m, key: m.key || m.name || m.arch, arch: m.arch || m.name || m.key,
+  return list.map((m) => ({...m, key: m.name || m.key || m.arch, arch: m.arch || m.name || m.key,
                            kind: m.input && m.input.kind}));
 }
 
@@ -145,7 +145,7 @@ function modelLabel(m) {
 }
 
 function fillSelect(select, models) {
-  select.replaceChildren(...models.map((m) => el("option", {value: m.arch, text: modelLabel(m)})));
+  select.replaceChildren(...models.map((m) => el("option", {value: m.key, text: modelLabel(m)})));
   select.disabled = models.length === 0;
 }
 
@@ -302,8 +302,8 @@ function modelCard(m) {
   if (m.config_name) facts.push(["config", `${m.config_name}${m.seed !== undefined && m.seed !== null ? `, seed ${m.seed}` : ""}`]);
   if (m.version !== undefined && m.version !== null) facts.push(["version", String(m.version)]);
   const shas = Object.entries(m.weights_sha256 || {});
-  const figure = m.loss_figure || `${m.path || m.key}/loss.png`;
-  const img = el("img", {class: "curves", src: `/ui/weights/${figure}`, loading: "lazy",
+  const version = m.version !== undefined && m.version !== null ? `?version=${encodeURIComponent(m.version)}` : "";
+  const img = el("img", {class: "curves", src: `/ui/models/${encodeURIComponent(m.key)}/loss.png${version}`, loading: "lazy",
                          alt: `Training curves of ${modelLabel(m)}: loss per epoch on the training and validation data`});
   const missing = el("p", {class: "hint", hidden: true, text: "No committed loss figure for this model."});
   img.addEventListener("error", () => { img.hidden = true; missing.hidden = false; });
@@ -359,7 +359,7 @@ async function runParity(m, panel, limit) {
   const t0 = performance.now();
   const timer = setInterval(() => { elapsed.textContent = `${Math.round((performance.now() - t0) / 1000)} s`; }, 500);
   try {
-    const query = new URLSearchParams({arch: m.arch});
+    const query = new URLSearchParams({arch: m.key});
     if (limit) query.set("limit", limit);
     const {body: r} = await api(`/parity?${query}`);
     const classes = r.classes || m.classes || [];
@@ -395,37 +395,62 @@ async function runAllParity() {
   }
 }
 
-function setUpParity() {
+let parityListening = false;
+
+/** One panel per model; computed at once unless ?parity=off (or not yet: models still loading). */
+function setUpParity(run) {
   $("parity-panels").replaceChildren(...state.models.map((m) => el("article",
     {class: "card parity", dataset: {model: m.key}, "aria-labelledby": `parity-${m.key}`},
     el("h3", {id: `parity-${m.key}`}, modelLabel(m), el("span", {class: "kind", text: m.kind || "?"})),
     el("div", {class: "parity-body", "aria-live": "polite"}, el("p", {class: "hint", text: "Not computed yet."})))));
-  $("parity-run").addEventListener("click", runAllParity);
-  const wanted = new URLSearchParams(location.search).get("parity_limit");
-  if (wanted) {
-    const select = $("parity-limit");
-    if (![...select.options].some((o) => o.value === wanted)) select.append(el("option", {value: wanted, text: `the first ${wanted}`}));
-    select.value = wanted;
+  const params = new URLSearchParams(location.search);
+  if (!parityListening) {
+    parityListening = true;
+    $("parity-run").addEventListener("click", runAllParity);
+    const wanted = params.get("parity_limit");
+    if (wanted) {
+      const select = $("parity-limit");
+      if (![...select.options].some((o) => o.value === wanted)) select.append(el("option", {value: wanted, text: `the first ${wanted}`}));
+      select.value = wanted;
+    }
   }
-  if (new URLSearchParams(location.search).get("parity") !== "off") runAllParity();
+  $("parity-run").disabled = false;
+  if (run && params.get("parity") !== "off") runAllParity();
 }
 
 /* ------------------------------------------------------------------ start */
+const isLoading = (m) => m.state === "loading" || Object.values(m.backends || {}).some((s) => s.status === "loading");
+
+/** Selects, model cards and the status line from /models; polled while a model is still loading. */
+async function showModels() {
+  const status = $("status");
+  const models = await api("/models");
+  state.models = modelList(models.body);
+  fillSelect($("image-model"), state.models.filter((m) => m.kind === "image"));
+  fillSelect($("text-model"), state.models.filter((m) => m.kind === "text"));
+  $("text-submit").disabled = $("text-model").disabled;
+  $("model-cards").replaceChildren(...state.models.map(modelCard));
+  const ready = state.models.filter((m) => Object.values(m.backends || {}).every((s) => s.status === "ready"));
+  const loading = state.models.filter(isLoading);
+  status.textContent = `${state.models.length} models, ${ready.length} with every backend ready` +
+    (loading.length ? `; still loading: ${loading.map(modelLabel).join(", ")}…` : ".");
+  return loading.length > 0;
+}
+
 async function start() {
   const status = $("status");
   try {
-    const [models, config, samples] = await Promise.all([api("/models"), api("/ui/config.json"), api("/ui/samples/samples.json")]);
+    const [config, samples] = await Promise.all([api("/ui/config.json"), api("/ui/samples/samples.json")]);
     state.config = config.body;
-    state.models = modelList(models.body);
-    fillSelect($("image-model"), state.models.filter((m) => m.kind === "image"));
-    fillSelect($("text-model"), state.models.filter((m) => m.kind === "text"));
-    $("text-submit").disabled = $("text-model").disabled;
     setUpImage(samples.body.samples);
     setUpText();
-    $("model-cards").replaceChildren(...state.models.map(modelCard));
-    const ready = state.models.filter((m) => Object.values(m.backends || {}).every((s) => s.status === "ready"));
-    status.textContent = `${state.models.length} models, ${ready.length} with every backend ready.`;
-    setUpParity();
+    let loading = await showModels();
+    setUpParity(!loading);
+    const poll = async () => {
+      try { loading = await showModels(); } catch (_) { loading = true; }
+      if (loading) setTimeout(poll, 2000); else setUpParity(true);
+    };
+    if (loading) setTimeout(poll, 2000);
   } catch (err) {
     status.textContent = "";
     status.append(el("span", {class: "error", role: "alert", text: `The page could not start: ${err.message}`}));
