@@ -75,14 +75,16 @@ def check_batch(n: int, where: str, max_batch: int) -> None:
     inputs.check_batch(range(n), where, max_batch)
 
 
-def tensor_input(arr: np.ndarray, spec: InputSpec, where: str, max_batch: int) -> np.ndarray:
-    """A whole network-input tensor (N, *spec.shape) -> spec.dtype, by /predict's rules for ``inputs``."""
+def tensor_input(arr: np.ndarray, spec: InputSpec, where: str, max_batch: int,
+                 vocabulary_size: int | None = None) -> np.ndarray:
+    """A whole network-input tensor (N, *spec.shape) -> spec.dtype, by /predict's rules for ``inputs``;
+    token ids below ``vocabulary_size`` (default: the spec's)."""
     expected = tuple(spec.shape)
     if arr.ndim != 1 + len(expected) or arr.shape[1:] != expected:
         raise fail(where, f"shape {list(arr.shape)}; this model takes [N, {', '.join(map(str, expected))}]")
     check_batch(arr.shape[0], where, max_batch)
     if spec.dtype.startswith("int"):
-        return _integer_tensor(arr, spec, where)
+        return _integer_tensor(arr, spec, where, vocabulary_size or spec.vocabulary_size)
     finite = np.isfinite(arr)
     if not finite.all():
         at = _at(~finite)
@@ -101,13 +103,12 @@ def tensor_input(arr: np.ndarray, spec: InputSpec, where: str, max_batch: int) -
     return cast
 
 
-def _integer_tensor(arr: np.ndarray, spec: InputSpec, where: str) -> np.ndarray:
+def _integer_tensor(arr: np.ndarray, spec: InputSpec, where: str, vocab: int | None) -> np.ndarray:
     info = np.iinfo(spec.numpy_dtype)
     outside = (arr < info.min) | (arr > info.max)
     if outside.any():
         raise fail(where, f"value at {list(_at(outside))} is outside {spec.dtype}")
     if spec.kind == "text":
-        vocab = spec.vocabulary_size
         bad = (arr < 0) | (arr >= vocab) if vocab else (arr < 0)
         if bad.any():
             at = _at(bad)

@@ -38,6 +38,14 @@ class ModelRef:
     def vectorizer(self):
         return self.entry.vectorizer
 
+    @property
+    def vocabulary_size(self) -> int | None:
+        """Token ids must be below this: the spec's, else the vectorizer's vocabulary (a manifest without it)."""
+        spec = self.input_spec
+        if spec is not None and spec.vocabulary_size:
+            return spec.vocabulary_size
+        return len(self.vectorizer.vocabulary) if self.vectorizer is not None else None
+
 
 def _ref(entry) -> ModelRef:
     return ModelRef(entry, entry.name, str(entry.version), tuple(str(v) for v in entry.versions), entry.input_spec,

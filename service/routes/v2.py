@@ -47,7 +47,7 @@ ERRORS = {s: {"model": ProtocolError, "description": d} for s, d in (
     (400, "Invalid request: bad JSON, shape/data mismatch, unknown datatype, input or output"),
     (404, "Unknown model or version"), (413, "Batch, body or image too large"),
     (503, "Models loading, or the backend is unavailable"))}
-BOOL_ANSWER = {200: {"description": "True (empty body)"},
+BOOL_ANSWER = {200: {"description": "True: `{\"live\": true}` / `{\"ready\": true}`"},
                400: {"model": ProtocolError, "description": "False, and why"},
                404: {"model": ProtocolError, "description": "Unknown model or version"}}
 INFER_BODY = {"requestBody": {"required": True, "content": {
@@ -69,16 +69,18 @@ async def server_metadata(request: Request) -> ServerMetadata:
     return ServerMetadata(name=SERVER_NAME, version=request.app.version, extensions=EXTENSIONS)
 
 
+# The protocol's health answers are the status alone ("the body should be empty"); the body KServe's own
+# server adds, {"live": true} / {"ready": true}, is what the KServe SDK's REST client reads, so it is here too.
 @router.get("/health/live", response_class=Response, summary="Server live (200)", responses=BOOL_ANSWER)
 async def live() -> Response:
-    return Response(status_code=200)
+    return JSONResponse({"live": True})
 
 
 @router.get("/health/ready", response_class=Response, summary="Server ready: every model loaded",
             responses=BOOL_ANSWER)
 async def ready(registry: RegistryDep) -> Response:
     if repository.server_ready(registry):
-        return Response(status_code=200)
+        return JSONResponse({"ready": True})
     why = "models are still loading" if not repository.loaded(registry) else "a model or backend failed to load; see /ready"
     return JSONResponse({"error": why}, status_code=400)
 
@@ -89,7 +91,7 @@ def model_ready(registry, settings: Settings, name: str, version: str | None) ->
     ref = repository.resolve(registry, name, version)
     reason = ref.not_ready(settings.default_backend)
     if reason is None:
-        return Response(status_code=200)
+        return JSONResponse({"name": ref.name, "ready": True})
     return JSONResponse({"error": f"{name}/{settings.default_backend} is not ready: {reason}"}, status_code=400)
 
 
@@ -193,7 +195,7 @@ def network_input(ref: repository.ModelRef, inp: RequestInput, raw: memoryview |
         if inp.name == network.IMAGE_INPUT:
             return network.predict_input(ref, "images", network.as_image_files(items), settings, inline)
         return network.predict_input(ref, "texts", network.as_texts(items, inp.name), settings, inline)
-    return network.tensor_input(arr, ref.input_spec, where, settings.max_batch)
+    return network.tensor_input(arr, ref.input_spec, where, settings.max_batch, ref.vocabulary_size)
 
 
 async def infer_model(name: str, version: str | None, request: Request, registry, settings: Settings,
