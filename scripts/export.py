@@ -106,8 +106,8 @@ def export_run(run_dir: Path, target: Path, data_dir: str | None = None) -> dict
             "params": int(keras_model.count_params()),
             "training": {"epochs_run": result["epochs_run"], "best_epoch": result["best_epoch"],
                          "seconds": round(result["train_seconds"], 1), "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}",
-                         "command": f"python scripts/train.py --arch {arch} --config {result['config_name']} --seed {result['seed']} --export"},
-            "metrics": {"test": comparison},
+                         "command": result.get("command") or f"python scripts/train.py --arch {arch} --config {result['config_name']} --seed {result['seed']} --export"},
+            "metrics": {"test": comparison, **({"valid_keras": result["valid_metrics_keras"]} if "valid_metrics_keras" in result else {})},
             "versions": library_versions(),
             "files": {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()},
         }
