@@ -94,7 +94,7 @@ def servers(tmp_path_factory, real_data_dir):
         pytest.skip(f"committed weights missing for {missing}")
     logs = tmp_path_factory.mktemp("browser-servers")
     started = [_launch(logs / "with-data.log", DATA_DIR=str(real_data_dir)),
-               _launch(logs / "without-data.log", MAX_IMAGE_PIXELS="4096")]
+               _launch(logs / "without-data.log", MAX_IMAGE_PIXELS="4096", MAX_BODY_BYTES="65536")]
     try:
         yield {"data": _wait_ready(started[0]), "nodata": _wait_ready(started[1])}
     finally:

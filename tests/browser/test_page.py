@@ -154,6 +154,12 @@ def test_bad_inputs_are_explained_in_words(server, server_without_data, new_page
     w2.page.set_input_files("#image-file", {"name": "big.png", "mimeType": "image/png", "buffer": buf.getvalue()})
     w2.page.locator("#image-error", has_text="Too large (HTTP 413").wait_for()
     assert "10000 pixels" in w2.page.inner_text("#image-error")
+    # a file whose request would pass MAX_BODY_BYTES (64 KiB there): said before anything is sent
+    sent = []
+    w2.page.on("request", lambda r: sent.append(r.url) if "/predict/" in r.url else None)
+    w2.page.set_input_files("#image-file", {"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": bytes(100_000)})
+    w2.page.locator("#image-error", has_text="Too large: photo.jpg is 97.7 KiB").wait_for()
+    assert "MAX_BODY_BYTES" in w2.page.inner_text("#image-error") and sent == []
     assert w2.script_errors() == []
 
 
