@@ -224,19 +224,27 @@ def run_one(arch: str, variant: str, seed: int, epochs: int, keras_runs: Path = 
     return record
 
 
-def train_task(arch: str, variant: str, seed: int, epochs: int, keras_runs: str, data_dir: str | None,
+def train_task(arch: str, variant: str, seed: int, epochs: int, keras_runs: str | None, data_dir: str | None,
                tracking_uri: str | None) -> dict:
     """One study run wherever it is scheduled (a Dask worker, or this process with ``--sequential``).
 
-    The worker's own ``DATA_DIR`` wins over the submitter's (the data folder may be mounted elsewhere
-    on another machine). Returns the result record; writing it is the submitter's job.
+    ``keras_runs`` None means the worker's own ``runs/study``. The worker's own ``DATA_DIR`` wins over
+    the submitter's (the data folder may be mounted elsewhere on another machine). Returns the result
+    record; writing it is the submitter's job.
     """
     t0 = time.time()
-    record = run_one(arch, variant, seed, epochs, Path(keras_runs), os.environ.get("DATA_DIR") or data_dir,
-                     tracking_uri)
+    record = run_one(arch, variant, seed, epochs, Path(keras_runs) if keras_runs else DEFAULT_PATHS.keras_runs,
+                     os.environ.get("DATA_DIR") or data_dir, tracking_uri)
     record["run_wall_seconds"] = time.time() - t0
     record["worker"] = {"host": platform.node(), "pid": os.getpid()}
     return record
+
+
+def shipped_task():
+    """``train_task`` as the workers import it (``study.train_task``, not a copy from ``__main__``): Dask
+    then pickles it by reference, so every worker runs its own checkout of the code and paths."""
+    import study
+    return study.train_task
 
 
 # --------------------------------------------------------------------------- the study (the submitter)
@@ -355,7 +363,7 @@ def run_study(archs, seeds_override, epochs_override, max_runs: int | None = Non
         bar.write(f"[study] FAILED {arch} {variant} seed {seed} after {retries + 1} attempts: "
                   f"{type(exc).__name__}: {exc}")
 
-    args = (str(paths.keras_runs), data_dir, uri)
+    args = (None if paths == DEFAULT_PATHS else str(paths.keras_runs), data_dir, uri)
     t0 = time.time()
     if sequential:
         for job in todo:
@@ -371,7 +379,8 @@ def run_study(archs, seeds_override, epochs_override, max_runs: int | None = Non
         with dask_client(scheduler, workers, retries) as client:
             n_workers = len(client.scheduler_info()["workers"])
             bar.write(f"[study] {len(todo)} tasks on {n_workers} Dask workers ({client.scheduler.address})")
-            futures = {client.submit(train_task, *job, *args, retries=retries, pure=False,
+            task = shipped_task()
+            futures = {client.submit(task, *job, *args, retries=retries, pure=False,
                                      key=f"study-{job[0]}-{job[1]}-seed{job[2]}-{uuid.uuid4().hex[:8]}"): job
                        for job in todo}
             for future in as_completed(futures):
