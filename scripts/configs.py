@@ -114,6 +114,17 @@ CONFIGS: dict[str, dict[str, dict]] = {
             "lr_schedule": "warmup_cosine", "warmup_epochs": 2, "label_smoothing": 0.1, "translate": 4,
             "patience": 10, "augment": True,
         },
+        # v2 with ONE Conv 256 at 4x4: v2's batch-1 scratch latency was 1.74x the default's (min-of-15-calls
+        # per round, 15 alternating rounds, median; range 1.53-1.86): over issue 17's 1.5x, its 4x4 layers'
+        # 4.7 MB of kernels are read for 16 positions at batch 1. This one measured 1.16x (1.04-1.28).
+        # 577,514 parameters; 9 epochs (the shared machine's budget: ~420-500 s per epoch at load 15-20).
+        "v3": {
+            "layers": cnn_layers(filters=(32, 64, 128, 256), kernels=(3, 3, 3, 3), convs_per_block=(1, 2, 2, 1),
+                                 batch_norm=True, global_pool=True, kernel_l2=2.5e-4),
+            "batch_size": 128, "epochs": 9, "learning_rate": 0.1, "optimizer": "sgd", "momentum": 0.9,
+            "lr_schedule": "warmup_cosine", "warmup_epochs": 2, "label_smoothing": 0.1, "translate": 4,
+            "patience": 9, "augment": True,
+        },
         # Session 1's served CNN (test macro-F1 0.756): dropout 0.2 per block, ReduceLROnPlateau.
         "plateau": {
             "layers": cnn_layers(filters=(32, 64, 128), kernels=(3, 3, 3), convs_per_block=(1, 2, 2),
