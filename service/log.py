@@ -13,17 +13,30 @@ _STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"messag
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "msg", "request_id", ...fields}`` -- ``fields`` come from ``extra={"fields": {...}}``."""
+    """``{"ts", "level", "logger", "msg", "request_id", ...fields}`` -- ``fields`` come from ``extra={"fields": {...}}``.
+
+    One line per request is on the hot path: the timestamp's seconds are formatted once per second and the
+    plain ``extra`` keys found with one set difference."""
+
+    _second: int = -1
+    _second_text: str = ""
+
+    def _timestamp(self, created: float, msecs: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int(msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        out = {"ts": self._timestamp(record.created, record.msecs),
                "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
         rid = getattr(record, "request_id", None) or request_id_var.get()
         if rid:
             out["request_id"] = rid
         out.update(getattr(record, "fields", None) or {})
-        for key, value in vars(record).items():  # plain ``extra={...}`` keys too (uvicorn passes some)
-            if key not in _STD_ATTRS and key not in out and not key.startswith("_"):
+        for key in record.__dict__.keys() - _STD_ATTRS:  # plain ``extra={...}`` keys too (uvicorn passes some)
+            if key not in out and not key.startswith("_"):
+                value = record.__dict__[key]
                 out[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)

@@ -2,17 +2,26 @@
 size limit."""
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 
 from .errors import PayloadTooLarge
 from .log import request_id_var
 
 log = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_ID_PREFIX = os.urandom(8).hex()  # per process (uvicorn workers are spawned, each imports this anew)
+_ID_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    """32 hex characters, unique across processes: a random per-process prefix and a counter (uuid4 read
+    os.urandom on every request: ~3 % of a single-text request's server CPU)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 class RequestContextMiddleware:
@@ -26,7 +35,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         given = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-request-id"), None)
-        rid = given if given and _VALID_ID.match(given) else uuid.uuid4().hex
+        rid = given if given and _VALID_ID.match(given) else new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
         status = {"code": 500}
