@@ -21,12 +21,13 @@ KSERVE_PYTHON = os.environ.get("KSERVE_PYTHON")
 
 
 @pytest.fixture(scope="module")
-def kserve_run(live_server, images, tmp_path_factory):
+def kserve_run(request, images, tmp_path_factory):
     if not KSERVE_PYTHON or not Path(KSERVE_PYTHON).exists():
         pytest.skip("KSERVE_PYTHON (an interpreter with kserve installed, in its own venv) is not set")
     probe = subprocess.run([KSERVE_PYTHON, "-c", "import kserve"], capture_output=True, text=True)
     if probe.returncode:
         pytest.skip(f"KSERVE_PYTHON={KSERVE_PYTHON} cannot import kserve: {probe.stderr[-300:]}")
+    live_server = request.getfixturevalue("live_server")  # started only when the client can run
     path = tmp_path_factory.mktemp("kserve") / "images.npy"
     np.save(path, images)
     done = subprocess.run([KSERVE_PYTHON, str(HERE / "kserve_client.py"), live_server.base_url, str(path)],
