@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -17,7 +16,9 @@ from .log import configure_logging
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
 from .parity import ParityService, TestSplitLoader, load_test_split
+from .openapi import install_openapi
 from .registry import ModelRegistry
+from .repository import lifespan as repository_lifespan
 from .routes import ROUTERS
 from .settings import Settings
 
@@ -56,13 +57,12 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
             keep_freed_memory()
         if settings.blas_threads:
             set_blas_threads(settings.blas_threads)
-        reg = registry or ModelRegistry(settings.weights_dir)
+        reg = registry or repository_lifespan.from_settings(settings)
         app.state.registry = reg
         app.state.parity = ParityService(reg, settings.data_dir, loader=test_split_loader)
         app.state.inference = Inference(settings, app.state.metrics)
-        if not reg.loaded:
-            threading.Thread(target=reg.load_all, name="model-loader", daemon=True).start()
-        log.info("service starting", extra={"fields": {"weights_dir": str(settings.weights_dir),
+        stop_polling = repository_lifespan.start(reg, app.state.inference, settings)
+        log.info("service starting", extra={"fields": {"model_repository": str(settings.model_repository),
                                                        "data_dir": str(settings.data_dir) if settings.data_dir else None,
                                                        "max_batch": settings.max_batch,
                                                        "max_body_bytes": settings.max_body_bytes,
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         try:
             yield
         finally:
+            stop_polling()
             await app.state.inference.close()
             app.state.parity.shutdown()
 
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.add_middleware(RequestContextMiddleware)  # added last = outermost: its log line covers the 413s too
     for router in ROUTERS:
         app.include_router(router)
+    install_openapi(app)  # one /predict operation per model and version, each with that model's exact body
     return app
 
 

@@ -41,15 +41,20 @@ ImageItem = Annotated[Any, WithJsonSchema(_IMAGE_ITEM_SCHEMA)]
 
 
 class PredictRequest(BaseModel):
-    """``images`` for the cnn, ``texts`` for rnn and lstm -- one of the two, 1..MAX_BATCH items."""
+    """One of ``images`` (image models), ``texts`` (text models with a vectorizer) or ``inputs`` (every
+    model: the network's own input tensors), 1..MAX_BATCH items. The OpenAPI document gives each model's
+    exact body schema (:mod:`service.openapi`); this model is the union the route parses."""
     model_config = ConfigDict(extra="forbid")
 
     images: list[ImageItem] | None = Field(
-        None, description="cnn only: each item a base64 PNG/JPEG string or a 32x32x3 nested list in [0, 1].")
+        None, description="Image models: each item a base64 PNG/JPEG string or a (height, width, channels) nested list in [0, 1].")
     texts: list[StrictStr] | None = Field(
-        None, description="rnn/lstm only: non-empty strings. Standardised (lowercase, punctuation stripped, "
-                          "split on whitespace) and truncated or zero-padded to the model's sequence length "
+        None, description="Text models with a vectorizer: strings holding a word. Standardised (lowercase, punctuation "
+                          "stripped, split on whitespace) and truncated or zero-padded to the model's sequence length "
                           "exactly as Keras' TextVectorization does: words past the sequence length are ignored.")
+    inputs: list[Any] | None = Field(
+        None, description="Every model: the network's input tensors as nested lists (float images, integer token ids), "
+                          "one per item, of the model's input shape (GET /models).")
 
 
 PREDICT_EXAMPLES = {
@@ -71,11 +76,13 @@ class Prediction(BaseModel):
 
 class PredictResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "arch": "lstm", "backend": "scratch", "classes": ["negative", "neutral", "positive"],
+        "arch": "lstm", "model": "lstm", "version": 1, "backend": "scratch", "classes": ["negative", "neutral", "positive"],
         "predictions": [{"label": "positive", "class_id": 2, "probabilities": [0.05, 0.1, 0.85]}],
         "model_sha256": "3f1c...e9"}]})
 
-    arch: str
+    arch: str = Field(description="The model's name (the field's name from when three archs were served).")
+    model: str = Field(description="The model's name.")
+    version: int = Field(description="The model version that computed these predictions.")
     backend: BackendName
     classes: list[str]
     predictions: list[Prediction]
@@ -129,41 +136,85 @@ class ReadyResponse(BaseModel):
         "ready": True, "state": "loaded", "load_seconds": 6.2,
         "models": {"cnn": {"scratch": {"status": "ready", "reason": None, "load_seconds": 0.1},
                            "keras": {"status": "ready", "reason": None, "load_seconds": 2.3}}}}]})
-    ready: bool = Field(description="Every arch x backend is loaded.")
+    ready: bool = Field(description="At least one model version is loaded and nothing is still loading (each backend loaded or failed with its reason).")
     state: Literal["loading", "loaded"]
     load_seconds: float | None = None
     models: dict[str, dict[str, BackendStatus]]
 
 
 class InputInfo(BaseModel):
-    kind: Literal["image", "text"]
+    kind: Literal["image", "text", "tensor"]
     shape: list[int] = Field(description="Network input shape without the batch dimension.")
     dtype: str
     sequence_length: int | None = None
-    request_field: Literal["images", "texts"]
+    vocabulary_size: int | None = Field(None, description="Token ids must be below this (text models).")
+    range: list[float] | None = Field(None, description="Allowed values of `inputs` (images: [0, 1]).")
+    request_field: Literal["images", "texts", "inputs"] = Field(description="The main body field.")
+    request_fields: list[Literal["images", "texts", "inputs"]] = Field(description="Every body field it accepts.")
+
+
+class VersionInfo(BaseModel):
+    state: Literal["loading", "ready", "failed"]
+    reason: str | None = None
+    available_backends: list[BackendName]
+    weights_sha256: dict[str, str]
 
 
 class ModelInfo(BaseModel):
-    arch: str
+    name: str
+    arch: str = Field(description="= name (kept from when three archs were served).")
+    version: int = Field(description="The version served by default (the highest that loaded).")
+    versions: list[int] = Field(description="Every version in the repository (POST /predict/{model}/versions/{v}).")
+    state: Literal["loading", "ready", "failed"]
+    reason: str | None = Field(None, description="Why the served version failed (state failed).")
     classes: list[str]
     input: InputInfo | None
     backends: dict[str, BackendStatus]
     available_backends: list[BackendName]
     params: int | None
-    weights_sha256: dict[str, str] = Field(description="sha256 of each published file, from the manifest.")
+    weights_sha256: dict[str, str] = Field(description="sha256 of each file, from the manifest.")
     metrics: dict[str, Any] | None = Field(None, description="Training metrics from the manifest.")
     config_name: str | None = None
     seed: int | None = None
+    source: str | None = Field(None, description="export, converted, converted (cache) or converted (memory).")
+    note: str | None = None
+    reload_error: str | None = Field(None, description="A newer copy of these files failed to load; this one kept serving.")
+    parity: dict[str, Any] | None = Field(None, description="Converted files: scratch vs Keras on random inputs.")
+    all_versions: dict[str, VersionInfo] = Field(description="Every version, by number.")
 
 
 class ModelsResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"models": {"rnn": {
-        "arch": "rnn", "classes": ["negative", "neutral", "positive"],
-        "input": {"kind": "text", "shape": [64], "dtype": "int32", "sequence_length": 64, "request_field": "texts"},
+        "name": "rnn", "arch": "rnn", "version": 1, "versions": [1], "state": "ready", "reason": None,
+        "classes": ["negative", "neutral", "positive"],
+        "input": {"kind": "text", "shape": [64], "dtype": "int32", "sequence_length": 64, "vocabulary_size": 1200,
+                  "range": None, "request_field": "texts", "request_fields": ["texts", "inputs"]},
         "backends": {"scratch": {"status": "ready", "reason": None, "load_seconds": 0.05}},
         "available_backends": ["scratch"], "params": 120000, "weights_sha256": {"weights.npz": "ab12..."},
-        "metrics": {"test": {"keras": {"accuracy": 0.7, "macro_f1": 0.69}}}, "config_name": "default", "seed": 0}}}]})
+        "metrics": {"test": {"keras": {"accuracy": 0.7, "macro_f1": 0.69}}}, "config_name": "default", "seed": 0,
+        "source": "export", "note": None, "reload_error": None, "parity": None,
+        "all_versions": {"1": {"state": "ready", "reason": None, "available_backends": ["scratch"],
+                               "weights_sha256": {"weights.npz": "ab12..."}}}}}}]})
     models: dict[str, ModelInfo]
+
+
+class RepositoryIndexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ready: bool | None = Field(None, description="Only models whose readiness is this (MLServer's filter).")
+
+
+class RepositoryModel(BaseModel):
+    name: str
+    version: int | None
+    state: Literal["READY", "LOADING", "UNAVAILABLE", "UNLOADED"]
+    reason: str | None = None
+
+
+class RepositoryAction(BaseModel):
+    name: str
+    action: Literal["load", "unload"]
+    versions: list[RepositoryModel]
+    seconds: float
 
 
 class ErrorBody(BaseModel):
@@ -188,7 +239,8 @@ class ErrorResponse(BaseModel):
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict]:
-    text = {404: "Unknown arch", 413: "Batch, body or image too large", 422: "Invalid input",
+    text = {401: "Missing or wrong bearer token", 403: "ADMIN_TOKEN is not set: the repository endpoints are off",
+            404: "Unknown model or version", 413: "Batch, body or image too large", 422: "Invalid input",
             500: "The backend failed while computing the batch (inference_failed)",
             503: "Backend unavailable, models still loading, or test data missing"}
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}

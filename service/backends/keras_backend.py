@@ -1,55 +1,58 @@
-"""Keras backend: ``model.keras`` served through a ``tf.function`` with a fixed input signature.
+"""Keras backend: the model's Keras file served through a ``tf.function`` with a fixed input signature.
 
 ``model.predict`` costs tens of milliseconds per call whatever the batch; a traced function with
 ``input_signature`` (batch dimension ``None``) is traced once at load time and then costs ~1 ms.
-TensorFlow is imported here, lazily, so a machine without it still serves the scratch backend.
+TensorFlow is imported lazily (:mod:`service.repository.keras_files`), so a machine without it still serves
+the scratch backend. The file is read by content with ``safe_mode=True``; a TextVectorization layer inside
+the model is split off, so the network takes the same token ids as the scratch backend.
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
-from .base import Backend, BackendLoadError, InputSpec, verify_file
+from .base import Backend, BackendLoadError, InputSpec, ModelFiles, verify_file
 
 
 class KerasBackend(Backend):
     name = "keras"
     served_file = "model.keras"
 
-    def __init__(self, fn, tf_module, **kw) -> None:
+    def __init__(self, fn, dtype, **kw) -> None:
         super().__init__(**kw)
         self._fn = fn
-        self._tf = tf_module
+        self._dtype = dtype
 
     @classmethod
-    def load(cls, arch_dir: Path, manifest: dict, input_spec: InputSpec, vectorizer=None) -> "KerasBackend":
+    def load(cls, files: ModelFiles, input_spec: InputSpec, vectorizer=None) -> "KerasBackend":
+        from ..repository.keras_files import import_keras, keras_input_dtype, load_keras_model, split_network
+
         t0 = time.perf_counter()
-        sha = verify_file(arch_dir / cls.served_file, manifest)
-        if input_spec.kind == "text" and vectorizer is None:
+        if files.keras_file is None:
+            raise BackendLoadError("no Keras file in this model's folder")
+        sha = verify_file(files.keras_file, files.checksums)
+        if input_spec.kind == "text" and vectorizer is None and files.manifest.get("requires_vectorizer"):
             raise BackendLoadError("a text model needs its vectorizer.json")
-        try:
-            import keras
-            import tensorflow as tf
-        except ImportError as exc:
-            raise BackendLoadError(f"TensorFlow/Keras is not installed ({type(exc).__name__}: {exc})") from None
-        try:
-            model = keras.saving.load_model(arch_dir / cls.served_file, compile=False, safe_mode=True)
-        except Exception as exc:  # a file Keras cannot read: report why, keep the service up
-            raise BackendLoadError(f"Keras could not load {cls.served_file} ({type(exc).__name__}: {exc})") from None
-        classes = tuple(manifest["classes"])
-        dtype = tf.float32 if input_spec.kind == "image" else tf.int32
+        import_keras()
+        import tensorflow as tf
+
+        network, _ = split_network(load_keras_model(files.keras_file))
+        classes = files.classes
+        dtype = tf.as_dtype(keras_input_dtype(network))
         signature = [tf.TensorSpec(shape=(None, *input_spec.shape), dtype=dtype, name="inputs")]
-        fn = tf.function(lambda x: model(x, training=False), input_signature=signature, jit_compile=False)
-        probe = fn(np.ones((1, *input_spec.shape), dtype=dtype.as_numpy_dtype)).numpy()  # traces once
+        fn = tf.function(lambda x: network(x, training=False), input_signature=signature, jit_compile=False)
+        try:
+            probe = np.asarray(fn(np.ones((1, *input_spec.shape), dtype=dtype.as_numpy_dtype)))  # traces once
+        except Exception as exc:
+            raise BackendLoadError(f"Keras could not run {files.keras_file.name} on a probe input "
+                                   f"({type(exc).__name__}: {str(exc)[:300]})") from None
         if probe.shape != (1, len(classes)):
-            raise BackendLoadError(f"model.keras outputs shape {probe.shape[1:]}, the manifest has "
+            raise BackendLoadError(f"{files.keras_file.name} outputs shape {probe.shape[1:]}, the manifest has "
                                    f"{len(classes)} classes")
-        return cls(fn, tf, arch=manifest["arch"], classes=classes, input_spec=input_spec, sha256=sha,
-                   params=int(model.count_params()), vectorizer=vectorizer,
+        return cls(fn, dtype.as_numpy_dtype, arch=files.name, version=files.version, classes=classes,
+                   input_spec=input_spec, sha256=sha, params=int(network.count_params()), vectorizer=vectorizer,
                    load_seconds=time.perf_counter() - t0)
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        dtype = np.float32 if self.input_spec.kind == "image" else np.int32
-        return np.asarray(self._fn(np.ascontiguousarray(batch, dtype=dtype)), dtype=np.float32)
+        return np.asarray(self._fn(np.ascontiguousarray(batch, dtype=self._dtype)), dtype=np.float32)

@@ -1,4 +1,4 @@
 """One APIRouter per file; ``ROUTERS`` is what the app includes."""
-from . import health, metrics, models, parity, predict, ui
+from . import health, metrics, models, parity, predict, repository, ui
 
-ROUTERS = [predict.router, parity.router, health.router, models.router, metrics.router, ui.router]
+ROUTERS = [predict.router, parity.router, health.router, models.router, metrics.router, repository.router, ui.router]

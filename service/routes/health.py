@@ -1,4 +1,4 @@
-"""GET /health (liveness: the process answers) and GET /ready (every arch x backend loaded)."""
+"""GET /health (liveness: the process answers) and GET /ready (a model is loaded and nothing is still loading)."""
 from __future__ import annotations
 
 import time
@@ -18,8 +18,9 @@ async def health() -> HealthResponse:
     return HealthResponse(uptime_s=round(time.monotonic() - _STARTED, 3))
 
 
-@router.get("/ready", response_model=ReadyResponse, summary="Readiness: 503 until every model is loaded",
-            responses={503: {"model": ReadyResponse, "description": "Loading, or a backend is unavailable "
+@router.get("/ready", response_model=ReadyResponse,
+            summary="Readiness: 503 until a model is loaded and every configured backend loaded or failed with a reason",
+            responses={503: {"model": ReadyResponse, "description": "Loading, or no model could be loaded "
                                                                      "(each status says why)"}})
 async def ready(registry: RegistryDep) -> JSONResponse:
     body = ReadyResponse(ready=registry.ready, state="loaded" if registry.loaded else "loading",

@@ -46,7 +46,7 @@ def truncated_png() -> str:
 
 # (id, arch, query, json body, status, code, field, index)
 CASES = [
-    ("unknown arch", "resnet", "", {"images": [GOOD]}, 404, "model_not_found", "arch", None),
+    ("unknown model", "resnet", "", {"images": [GOOD]}, 404, "model_not_found", "model", None),
     ("unknown backend", "cnn", "?backend=torch", {"images": [GOOD]}, 422, "invalid_input", "backend", None),
     ("missing images", "cnn", "", {}, 422, "invalid_input", "images", None),
     ("texts sent to cnn", "cnn", "", {"texts": ["hello"]}, 422, "invalid_input", "texts", None),

@@ -55,13 +55,10 @@ class Gated:
 
 def with_backend(registry, arch: str, name: str, wrapper):
     """A shallow copy of ``registry`` whose ``arch/name`` backend is ``wrapper(original)``."""
-    reg = copy.copy(registry)
-    reg.entries = dict(registry.entries)
-    entry = copy.copy(registry.entries[arch])
+    entry = copy.copy(registry.get(arch))
     entry.backends = dict(entry.backends)
     entry.backends[name] = wrapper(entry.backends[name])
-    reg.entries[arch] = entry
-    return reg, entry.backends[name]
+    return registry.with_entry(entry), entry.backends[name]
 
 
 async def until(predicate, timeout: float = 20.0) -> None:
@@ -108,7 +105,7 @@ async def test_concurrent_requests_are_merged_and_each_gets_its_own_rows(weights
         first = asyncio.create_task(c.post(url, json=bodies[0]))
         await until(gated.entered.is_set)
         rest = [asyncio.create_task(c.post(url, json=b)) for b in bodies[1:]]
-        queue = app.state.inference.batcher.queues[(arch, backend)]
+        queue = app.state.inference.queue(gated)
         await until(lambda: queue.queued_items == sum(sizes[1:]))
         gated.release.set()
         responses = [await first] + [await t for t in rest]
@@ -149,7 +146,7 @@ async def test_switched_off_each_request_is_its_own_forward_pass(weights_dir, re
         first = asyncio.create_task(c.post("/predict/lstm", json=bodies[0]))
         await until(gated.entered.is_set)  # the others queue up behind the gated first pass
         rest = [asyncio.create_task(c.post("/predict/lstm", json=b)) for b in bodies[1:]]
-        await until(lambda: app.state.inference.batcher.queues[("lstm", "scratch")].queued_items == sum(sizes[1:]))
+        await until(lambda: app.state.inference.queue(gated).queued_items == sum(sizes[1:]))
         gated.release.set()
         responses = [await first] + list(await asyncio.gather(*rest))
     assert [r.headers["x-batch-size"] for r in responses] == [str(n) for n in sizes]
@@ -193,7 +190,7 @@ async def test_batches_never_exceed_max_batch(weights_dir, registry):
     async with app_client(app) as c:
         first = asyncio.create_task(c.post("/predict/rnn", json={"texts": TEXTS[:sizes[0]]}))
         await until(gated.entered.is_set)
-        queue, rest = app.state.inference.batcher.queues[("rnn", "scratch")], []
+        queue, rest = app.state.inference.queue(gated), []
         for k, n in enumerate(sizes[1:], start=1):  # one at a time, so that the queue's order is known
             rest.append(asyncio.create_task(c.post("/predict/rnn", json={"texts": TEXTS[:n]})))
             await until(lambda: queue.queued_items == sum(sizes[1:k + 1]))
@@ -239,7 +236,7 @@ async def test_a_failure_in_a_merged_batch_fails_only_its_own_request(weights_di
         await until(gated.entered.is_set)
         tasks = [asyncio.create_task(c.post("/predict/cnn", json=b, headers={"X-Request-ID": f"req-{i}"}))
                  for i, b in enumerate(bodies)]
-        queue = app.state.inference.batcher.queues[("cnn", "scratch")]
+        queue = app.state.inference.queue(gated)
         await until(lambda: queue.queued_items == 4)
         gated.release.set()
         assert (await first).status_code == 200

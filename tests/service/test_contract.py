@@ -39,7 +39,9 @@ async def test_models_reports_manifest_metadata(client, weights_dir):
         assert info["metrics"] == manifest["metrics"]
         assert sorted(info["available_backends"]) == ["keras", "scratch"]
     assert models["cnn"]["input"] == {"kind": "image", "shape": [32, 32, 3], "dtype": "float32",
-                                      "sequence_length": None, "request_field": "images"}
+                                      "sequence_length": None, "vocabulary_size": None, "range": [0.0, 1.0],
+                                      "request_field": "images", "request_fields": ["images", "inputs"]}
+    assert models["cnn"]["version"] == 1 and models["cnn"]["versions"] == [1] and models["cnn"]["state"] == "ready"
     assert models["lstm"]["input"]["sequence_length"] == SEQUENCE_LENGTH
     assert models["lstm"]["input"]["request_field"] == "texts"
 
@@ -171,16 +173,23 @@ async def test_request_id_is_echoed_or_generated(client):
 
 async def test_openapi_has_a_working_example_for_every_endpoint(client):
     spec = (await client.get("/openapi.json")).json()
-    assert set(spec["paths"]) >= {"/predict/{arch}", "/parity", "/health", "/ready", "/models"}
-    examples = spec["paths"]["/predict/{arch}"]["post"]["requestBody"]["content"]["application/json"]["examples"]
-    assert set(examples) == {"cnn_base64_png", "cnn_nested_list", "text"}
-    # The documented request examples really work.
-    for name, arch in (("cnn_base64_png", "cnn"), ("cnn_nested_list", "cnn"), ("text", "lstm")):
-        r = await client.post(f"/predict/{arch}", json=examples[name]["value"])
-        assert r.status_code == 200, (name, r.text)
+    # One operation per model and version (each with its model's own body schema), no generic /predict/{model}.
+    assert set(spec["paths"]) >= {"/predict/cnn", "/predict/rnn", "/predict/lstm", "/predict/cnn/versions/1",
+                                  "/parity", "/health", "/ready", "/models", "/repository/index"}
+    assert "/predict/{model}" not in spec["paths"]
+    expected = {"cnn": {"base64_png", "nested_list", "inputs"}, "rnn": {"text", "token_ids"},
+                "lstm": {"text", "token_ids"}}
+    for arch, names in expected.items():
+        for path in (f"/predict/{arch}", f"/predict/{arch}/versions/1"):
+            examples = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["examples"]
+            assert set(examples) == names, path
+            for name, example in examples.items():  # the documented request examples really work
+                r = await client.post(path, json=example["value"])
+                assert r.status_code == 200, (path, name, r.text)
+                assert r.json()["model"] == arch and r.json()["version"] == 1
     parity_params = {p["name"]: p for p in spec["paths"]["/parity"]["get"]["parameters"]}
     assert parity_params["arch"]["examples"]["rnn"]["value"] == "rnn" and parity_params["limit"]["examples"]
-    predict_params = {p["name"]: p for p in spec["paths"]["/predict/{arch}"]["post"]["parameters"]}
+    predict_params = {p["name"]: p for p in spec["paths"]["/predict/cnn"]["post"]["parameters"]}
     assert set(predict_params["backend"]["examples"]) == {"scratch", "keras"}
     schemas = spec["components"]["schemas"]
     for model in ("PredictResponse", "ParityResult", "HealthResponse", "ReadyResponse", "ModelsResponse", "ErrorResponse"):

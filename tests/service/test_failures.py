@@ -39,8 +39,8 @@ async def test_tampered_keras_file_disables_only_keras(weights_copy):
         assert r.headers["retry-after"]
         assert (await c.post("/predict/cnn?backend=scratch", json={"images": [GOOD]})).status_code == 200
         assert (await c.post("/predict/rnn?backend=keras", json={"texts": ["enak"]})).status_code == 200
-        ready = await c.get("/ready")
-        assert ready.status_code == 503
+        ready = await c.get("/ready")  # ready: every backend either loaded or failed with a reason
+        assert ready.status_code == 200
         status = ready.json()["models"]["cnn"]
         assert status["keras"]["status"] == "unavailable" and "sha256" in status["keras"]["reason"]
         assert status["scratch"]["status"] == "ready"
@@ -88,14 +88,21 @@ async def test_missing_tensorflow_disables_only_keras(weights_copy, monkeypatch)
         assert r.status_code == 503 and "not installed" in r.json()["error"]["reason"]
 
 
-async def test_missing_arch_folder(weights_copy):
+async def test_missing_and_empty_model_folders(weights_copy):
+    """A removed folder is no model (404 naming the known ones); an empty one is a model that failed (503)."""
     shutil.rmtree(weights_copy / "rnn")
+    for path in (weights_copy / "lstm").iterdir():
+        path.unlink()
     registry = ModelRegistry(weights_copy).load_all()
     async with app_client(create_app(make_settings(weights_copy), registry=registry)) as c:
         r = await c.post("/predict/rnn", json={"texts": ["enak"]})
+        assert r.status_code == 404 and r.json()["error"]["details"]["known"] == ["cnn", "lstm"]
+        r = await c.post("/predict/lstm", json={"texts": ["enak"]})
         assert r.status_code == 503 and "manifest.json not found" in r.json()["error"]["reason"]
-        assert (await c.post("/predict/lstm", json={"texts": ["enak"]})).status_code == 200
-        assert (await c.get("/models")).json()["models"]["rnn"]["input"] is None
+        assert (await c.post("/predict/cnn", json={"images": [GOOD]})).status_code == 200
+        info = (await c.get("/models")).json()["models"]["lstm"]
+        assert info["input"] is None and info["state"] == "failed" and "no Keras file" in info["reason"]
+        assert (await c.get("/ready")).status_code == 200  # cnn serves; lstm failed with its reason
 
 
 async def test_tampered_vectorizer_disables_the_text_arch(weights_copy):

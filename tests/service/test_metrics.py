@@ -40,14 +40,14 @@ async def test_metrics_count_requests_latencies_and_batches(weights_dir, registr
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     m = samples(r.text)
     http = "http_requests_total"
-    assert value(m, http, method="POST", route="/predict/{arch}", status="200") == 5
-    assert value(m, http, method="POST", route="/predict/{arch}", status="422") == 1
-    assert value(m, http, method="POST", route="/predict/{arch}", status="404") == 1
-    assert value(m, http, method="POST", route="/predict/{arch}", status="413") == 1  # refused before routing
+    assert value(m, http, method="POST", route="/predict/{model}", status="200") == 5
+    assert value(m, http, method="POST", route="/predict/{model}", status="422") == 1
+    assert value(m, http, method="POST", route="/predict/{model}", status="404") == 1
+    assert value(m, http, method="POST", route="/predict/{model}", status="413") == 1  # refused before routing
     assert value(m, http, method="GET", route="/health", status="200") == 1
     assert value(m, http, method="GET", route="unmatched", status="404") == 1
-    assert value(m, "http_request_duration_seconds_count", method="POST", route="/predict/{arch}") == 8
-    assert value(m, "http_request_duration_seconds_sum", method="POST", route="/predict/{arch}") > 0
+    assert value(m, "http_request_duration_seconds_count", method="POST", route="/predict/{model}") == 8
+    assert value(m, "http_request_duration_seconds_sum", method="POST", route="/predict/{model}") > 0
     assert value(m, "http_request_duration_seconds_bucket", method="GET", route="/health", le="+Inf") == 1
 
     assert value(m, "predict_requests_total", arch="rnn", backend="scratch", status="200", protocol="predict") == 1
@@ -72,8 +72,8 @@ async def test_metrics_is_documented_and_fresh_per_app(weights_dir, registry):
     async with app_client(create_app(make_settings(weights_dir), registry=registry)) as c:
         spec = (await c.get("/openapi.json")).json()
         assert "text/plain" in spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
-        headers = spec["paths"]["/predict/{arch}"]["post"]["responses"]["200"]["headers"]
+        headers = spec["paths"]["/predict/cnn"]["post"]["responses"]["200"]["headers"]
         assert {"X-Batch-Size", "X-Batch-Requests"} <= set(headers)
         m = samples((await c.get("/metrics")).text)
     # a new app starts from zero: no series shared with the app of the test above
-    assert value(m, "http_requests_total", method="POST", route="/predict/{arch}", status="200") == 0
+    assert value(m, "http_requests_total", method="POST", route="/predict/{model}", status="200") == 0
