@@ -32,13 +32,13 @@ def _file_inside(root: Path, relative: str) -> Path:
     return candidate
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 async def page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})
 
 
-@router.get("/ui/config.json")
+@router.api_route("/ui/config.json", methods=["GET", "HEAD"])
 async def page_config(settings: SettingsDep) -> dict:
     """The limits the page checks before it sends anything (the server checks them again)."""
     return {"max_body_bytes": settings.max_body_bytes, "max_batch": settings.max_batch,
@@ -46,7 +46,7 @@ async def page_config(settings: SettingsDep) -> dict:
             "parity_enabled": settings.data_dir is not None}
 
 
-@router.get("/ui/models/{name}/loss.png")
+@router.api_route("/ui/models/{name}/loss.png", methods=["GET", "HEAD"])
 async def loss_figure(name: str, settings: SettingsDep, version: int | None = None) -> FileResponse:
     """The committed training curves of a model: ``<repository>/<name>/<version>/loss.png`` (a versioned model)
     or ``<repository>/<name>/loss.png`` (an unversioned one); no other file of the repository is served."""
@@ -61,6 +61,6 @@ async def loss_figure(name: str, settings: SettingsDep, version: int | None = No
                        status=404, code="not_found", field="name")
 
 
-@router.get("/ui/{path:path}")
+@router.api_route("/ui/{path:path}", methods=["GET", "HEAD"])
 async def static_file(path: str) -> FileResponse:
     return FileResponse(_file_inside(STATIC_DIR, path), headers={"Cache-Control": "no-cache"})

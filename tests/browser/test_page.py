@@ -90,6 +90,30 @@ def test_a_shipped_sample_is_classified_from_the_keyboard(server, new_page):
     assert w.console_errors == [] and w.page_errors == []
 
 
+def test_a_dropped_image_is_classified(server, new_page, real_data_dir):
+    """A real drop event on the drop zone, carrying a CIFAR-10 test image as a File."""
+    image = real_data_dir / "cifar10" / "test" / "truck" / "0011.jpg"
+    encoded = base64.b64encode(image.read_bytes()).decode()
+    w = new_page(server.base_url)
+    wait_ready(w)
+    page = w.page
+    transfer = page.evaluate_handle("""([b64, name]) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], name, {type: 'image/jpeg'}));
+        return dt;
+    }""", [encoded, image.name])
+    page.dispatch_event("#drop-zone", "dragover", {"dataTransfer": transfer})
+    assert "dragging" in page.get_attribute("#drop-zone", "class")
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("#image-result:not([hidden])")
+    api = api_predict(server.base_url, "cnn", {"images": [encoded]})
+    for b in BACKENDS:
+        assert_column_equals_api(shown_backend(page.locator(f"#image-backends [data-backend={b}]")), api[b], 0, 5)
+    assert "dragging" not in page.get_attribute("#drop-zone", "class")
+    assert w.console_errors == [] and w.page_errors == []
+
+
 def test_typed_texts_show_the_api_labels_from_both_backends(server, new_page):
     texts = ["Makanannya enak sekali dan pelayanannya ramah, saya pasti kembali lagi.",
              "Pesanan saya datang terlambat dan makanannya dingin, sangat mengecewakan."]

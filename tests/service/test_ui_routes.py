@@ -19,6 +19,8 @@ async def test_the_page_and_its_files_are_served_with_a_same_origin_policy(clien
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert r.text == (STATIC_DIR / "index.html").read_text(encoding="utf-8")
     assert "default-src 'self'" in r.headers["content-security-policy"]
+    head = await client.head("/")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(len(r.content))
     for src in re.findall(r'(?:src|href)="(/ui/[^"]+)"', r.text):
         asset = await client.get(src)
         assert asset.status_code == 200, src
