@@ -159,6 +159,8 @@ def test_a_worker_killed_during_a_task_is_retried_and_the_study_completes(tiny_e
     found = records(out)
     assert sorted(found) == ["base-seed0", "units32-seed0"]
     retried = found[f"{killed['variant']}-seed0"]
+    print(f"killed worker pid {killed['pid']} while it trained {killed['variant']}; the run finished on pid "
+          f"{retried['worker']['pid']} after {retried['run_wall_seconds']:.0f} s of its last attempt")
     assert retried["worker"]["pid"] != killed["pid"]  # finished by another (or the restarted) worker
     assert retried["epochs_run"] == epochs and len(retried["history"]["loss"]) == epochs
     assert retried["scratch"]["agreement"] == 1.0
