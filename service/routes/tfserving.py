@@ -13,20 +13,23 @@ DEFAULT_BACKEND). The same input checks, dynamic batcher, metrics (``protocol="t
 """
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from .. import inputs
 from ..deps import InferenceDep, RegistryDep, SettingsDep
-from ..errors import NotReady
+from ..errors import InvalidInput, NotReady, validation_error
 from ..protocols import network, repository
 from ..protocols.datatypes import fail
 from ..protocols.schemas import (ProtocolError, TFDim, TFMetadataBody, TFModelMetadata, TFModelSpec, TFModelStatus,
                                  TFModelVersionStatus, TFPredictRequest, TFPredictResponse, TFSignatureDef,
-                                 TFSignatureDefs, TFStatus, TFTensorInfo, TFTensorShape)
+                                 TFSignatureDefs, TFStatus, TFTensorInfo, TFTensorShape, inline_schema)
 from ..schemas import BackendName
 from ..settings import Settings
 
@@ -186,8 +189,25 @@ def network_input(ref: repository.ModelRef, field: str, name: str | None, items:
     return network.predict_input(ref, "texts", items, settings, inline, rename=field)
 
 
-async def predict_model(name: str, version: str | None, body: TFPredictRequest, backend: BackendName | None,
-                        request: Request, registry, settings: Settings, inference) -> dict:
+def parse_body(raw: bytes) -> TFPredictRequest:
+    """The body as JSON whatever its Content-Type (TF Serving's own examples are ``curl -d``, which sends
+    ``application/x-www-form-urlencoded``); NaN and Infinity tokens are accepted, as TF Serving does."""
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput(f"malformed JSON: {exc}", field="body", reason=f"malformed JSON: {exc}",
+                           code="malformed_json") from None
+    if not isinstance(value, dict):
+        raise fail("body", f"must be a JSON object, received {type(value).__name__}")
+    try:
+        return TFPredictRequest.model_validate(value)
+    except ValidationError as exc:
+        raise validation_error(RequestValidationError(exc.errors())) from None
+
+
+async def predict_model(name: str, version: str | None, backend: BackendName | None, request: Request, registry,
+                        settings: Settings, inference) -> dict:
+    body = parse_body(await request.body())
     ref = repository.resolve(registry, name, version)
     chosen = (backend or BackendName(settings.default_backend)).value
     request.state.metric_labels = (ref.name, chosen, "tfserving")
@@ -202,18 +222,20 @@ async def predict_model(name: str, version: str | None, body: TFPredictRequest, 
     return {key: result.probs.tolist()}
 
 
+PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": inline_schema(TFPredictRequest), "examples": PREDICT_EXAMPLES}}}}
+
+
 @router.post("/{name}:predict", response_model=TFPredictResponse, response_model_exclude_none=True,
-             summary="Predict (row or columnar format)", responses=ERRORS)
-async def predict(name: NameParam, body: Annotated[TFPredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
-                  request: Request, registry: RegistryDep, settings: SettingsDep, inference: InferenceDep,
-                  backend: BackendParam = None) -> dict:
-    return await predict_model(name, None, body, backend, request, registry, settings, inference)
+             summary="Predict (row or columnar format)", responses=ERRORS, openapi_extra=PREDICT_BODY)
+async def predict(name: NameParam, request: Request, registry: RegistryDep, settings: SettingsDep,
+                  inference: InferenceDep, backend: BackendParam = None) -> dict:
+    return await predict_model(name, None, backend, request, registry, settings, inference)
 
 
 @router.post("/{name}/versions/{version}:predict", response_model=TFPredictResponse,
-             response_model_exclude_none=True, summary="Predict on a model version", responses=ERRORS)
-async def predict_version(name: NameParam, version: VersionParam,
-                          body: Annotated[TFPredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
-                          request: Request, registry: RegistryDep, settings: SettingsDep, inference: InferenceDep,
-                          backend: BackendParam = None) -> dict:
-    return await predict_model(name, version, body, backend, request, registry, settings, inference)
+             response_model_exclude_none=True, summary="Predict on a model version", responses=ERRORS,
+             openapi_extra=PREDICT_BODY)
+async def predict_version(name: NameParam, version: VersionParam, request: Request, registry: RegistryDep,
+                          settings: SettingsDep, inference: InferenceDep, backend: BackendParam = None) -> dict:
+    return await predict_model(name, version, backend, request, registry, settings, inference)

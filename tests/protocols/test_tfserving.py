@@ -161,3 +161,13 @@ def test_metrics_and_logs_count_each_protocol(http, live_server, images):
         time.sleep(0.1)
     assert lines["tf-log-1"]["path"] == "/v1/models/cnn:predict" and lines["tf-log-1"]["status"] == 200
     assert lines["v2-log-1"]["path"] == "/v2/models/cnn/infer" and lines["v2-log-1"]["status"] == 200
+
+
+def test_curl_d_as_in_the_documentation(http):
+    """api_rest.md's own example is ``curl -d '{"instances": ...}'``: form-encoded by curl, read as JSON."""
+    body = b'{"instances": ["Makanannya enak sekali.", "Pesanan datang terlambat."]}'
+    r = http.post("/v1/models/rnn:predict", content=body,
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.text
+    ref = reference(http, "rnn", "scratch", texts=["Makanannya enak sekali.", "Pesanan datang terlambat."])
+    np.testing.assert_array_equal(np.array(r.json()["predictions"]), ref)

@@ -172,3 +172,17 @@ def test_infer_errors_reach_the_client(triton, images):
     assert [e.status() for e in cases] == ["404", "404", "400", "400", "400"]
     assert "nope" in cases[0].message() and "version" in cases[1].message()
     assert "texts" in cases[2].message() and "[0, 1]" in cases[3].message() and "torch" in cases[4].message()
+
+
+def test_the_readme_example_runs(live_server, capsys):
+    """README's five-line tritonclient example, pointed at the live server, prints one CIFAR-10 label."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Open Inference Protocol v2"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert len(code.strip().splitlines()) == 5
+    exec(compile(code.replace("localhost:8000", live_server.base_url.removeprefix("http://")), "README", "exec"), {})
+    printed = capsys.readouterr().out
+    assert re.fullmatch(r"\[b'[a-z]+'\]\n", printed), printed
