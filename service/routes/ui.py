@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse
 
 from ..deps import SettingsDep
 from ..errors import ServiceError
+from ..parity import ARCH_KINDS
 
 router = APIRouter(tags=["ui"], include_in_schema=False)
 
@@ -43,7 +44,7 @@ async def page_config(settings: SettingsDep) -> dict:
     """The limits the page checks before it sends anything (the server checks them again)."""
     return {"max_body_bytes": settings.max_body_bytes, "max_batch": settings.max_batch,
             "max_image_pixels": settings.max_image_pixels, "default_backend": settings.default_backend,
-            "parity_enabled": settings.data_dir is not None}
+            "parity_enabled": settings.data_dir is not None, "parity_models": sorted(ARCH_KINDS)}
 
 
 @router.api_route("/ui/models/{name}/loss.png", methods=["GET", "HEAD"])

@@ -299,17 +299,21 @@ function modelCard(m) {
     ["parameters", fmtInt(m.params)],
     ["backends", Object.entries(m.backends || {}).map(([b, s]) => `${b}: ${s.status}${s.reason ? ` (${s.reason})` : ""}`).join("; ")],
   ];
+  if (m.state && m.state !== "ready") facts.unshift(["state", `${m.state}${m.reason ? `: ${m.reason}` : ""}`]);
   if (m.config_name) facts.push(["config", `${m.config_name}${m.seed !== undefined && m.seed !== null ? `, seed ${m.seed}` : ""}`]);
   if (m.version !== undefined && m.version !== null) facts.push(["version", String(m.version)]);
   const shas = Object.entries(m.weights_sha256 || {});
   const version = m.version !== undefined && m.version !== null ? `?version=${encodeURIComponent(m.version)}` : "";
-  const img = el("img", {class: "curves", src: `/ui/models/${encodeURIComponent(m.key)}/loss.png${version}`, loading: "lazy",
-                         alt: `Training curves of ${modelLabel(m)}: loss per epoch on the training and validation data`});
-  const missing = el("p", {class: "hint", hidden: true, text: "No committed loss figure for this model."});
-  img.addEventListener("error", () => { img.hidden = true; missing.hidden = false; });
+  const hasFigure = Boolean((m.weights_sha256 || {})["loss.png"]);  // the export lists it with its checksum
+  const img = hasFigure ? el("img", {class: "curves", src: `/ui/models/${encodeURIComponent(m.key)}/loss.png${version}`,
+                                     loading: "lazy",
+                                     alt: `Training curves of ${modelLabel(m)}: loss per epoch on the training and validation data`})
+                        : null;
+  const missing = el("p", {class: "hint", hidden: hasFigure, text: "No committed loss figure for this model."});
+  if (img) img.addEventListener("error", () => { img.hidden = true; missing.hidden = false; });
   const test = m.metrics && m.metrics.test;
   return el("article", {class: "card", dataset: {model: m.key}, "aria-labelledby": `card-${m.key}`},
-    el("h3", {id: `card-${m.key}`}, modelLabel(m), el("span", {class: "kind", text: spec.kind || "?"})),
+    el("h3", {id: `card-${m.key}`}, modelLabel(m), el("span", {class: "kind", text: spec.kind || m.state || "?"})),
     el("dl", {class: "facts"}, facts.map(([k, v]) => [el("dt", {text: k}), el("dd", {text: v})])),
     el("details", {}, el("summary", {text: `sha256 of ${shas.length} files`}),
        el("dl", {class: "facts sha"}, shas.map(([f, h]) => [el("dt", {text: f}), el("dd", {}, el("code", {text: h}))]))),
@@ -351,6 +355,21 @@ function parityFacts(r) {
 
 async function runParity(m, panel, limit) {
   const body = panel.querySelector(".parity-body");
+  const covered = state.config.parity_models;
+  if (Array.isArray(covered) && !covered.includes(m.key)) {
+    body.replaceChildren(el("p", {class: "hint", text: `No parity panel: /parity compares the backends on the ` +
+      `project's own test splits, for the models ${covered.join(", ")}; ${modelLabel(m)} is not one of them.`}));
+    panel.dataset.state = "skipped";
+    return;
+  }
+  const missingBackends = BACKENDS.filter((b) => m.backends && m.backends[b.name] && m.backends[b.name].status === "unavailable");
+  if (missingBackends.length) {
+    const reasons = missingBackends.map((b) => `${b.name}: ${m.backends[b.name].reason || "unavailable"}`).join("; ");
+    body.replaceChildren(el("p", {class: "error", role: "alert",
+                                  text: `No parity for ${modelLabel(m)}: it needs both backends (${reasons}).`}));
+    panel.dataset.state = "error";
+    return;
+  }
   const elapsed = el("span", {text: "0 s"});
   body.replaceChildren(el("div", {class: "progress", role: "status"},
     el("progress", {"aria-label": `Computing the parity of ${modelLabel(m)}`}),
@@ -401,7 +420,7 @@ let parityListening = false;
 function setUpParity(run) {
   $("parity-panels").replaceChildren(...state.models.map((m) => el("article",
     {class: "card parity", dataset: {model: m.key}, "aria-labelledby": `parity-${m.key}`},
-    el("h3", {id: `parity-${m.key}`}, modelLabel(m), el("span", {class: "kind", text: m.kind || "?"})),
+    el("h3", {id: `parity-${m.key}`}, modelLabel(m), el("span", {class: "kind", text: m.kind || m.state || "?"})),
     el("div", {class: "parity-body", "aria-live": "polite"}, el("p", {class: "hint", text: "Not computed yet."})))));
   const params = new URLSearchParams(location.search);
   if (!parityListening) {
