@@ -147,9 +147,16 @@ def backend_name(req: InferenceRequest, settings: Settings) -> str:
     return name
 
 
+def flag(params: dict | None, key: str, default: bool, where: str) -> bool:
+    value = (params or {}).get(key, default)
+    if type(value) is not bool:
+        raise fail(f"{where}.{key}", f"must be true or false, received {value!r}")
+    return value
+
+
 def requested_outputs(req: InferenceRequest) -> list[tuple[str, bool]]:
     """(output name, as binary data) in the order asked for (absent: every output)."""
-    default = bool((req.parameters or {}).get("binary_data_output", False))
+    default = flag(req.parameters, "binary_data_output", False, "parameters")
     if req.outputs is None:
         return [(name, default) for name in OUTPUTS]
     out = []
@@ -160,7 +167,7 @@ def requested_outputs(req: InferenceRequest) -> list[tuple[str, bool]]:
         for key, what in UNSUPPORTED_PARAMETERS.items():
             if key in (o.parameters or {}):
                 raise fail(f"{where}.parameters.{key}", f"{what} is not supported")
-        out.append((o.name, bool((o.parameters or {}).get("binary_data", default))))
+        out.append((o.name, flag(o.parameters, "binary_data", default, f"{where}.parameters")))
     return out
 
 

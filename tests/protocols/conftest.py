@@ -6,7 +6,6 @@ The weights builder, the in-process client and the live-server starter are the s
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,11 +15,9 @@ import pytest
 SERVICE_TESTS = Path(__file__).resolve().parents[1] / "service"
 sys.path.insert(0, str(SERVICE_TESTS))
 
-import tiny_weights  # noqa: E402
-from service_helpers import app_client, make_settings, png_base64  # noqa: E402,F401 (png_base64: for the tests)
+from service_helpers import app_client, make_settings, png_base64  # noqa: E402,F401  (png_base64: for the tests)
 
 from service.app import create_app  # noqa: E402
-from service.registry import ModelRegistry  # noqa: E402
 
 
 def _service_conftest():
@@ -30,39 +27,18 @@ def _service_conftest():
     return module
 
 
-start_server = _service_conftest().start_server
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def weights_dir(tmp_path_factory) -> Path:
-    return tiny_weights.build_weights(tmp_path_factory.mktemp("weights"))
-
-
-@pytest.fixture(scope="session")
-def registry(weights_dir) -> ModelRegistry:
-    return ModelRegistry(weights_dir).load_all()
+_service = _service_conftest()
+# The service tests' own fixtures, shared rather than copied: tiny weights of the three archs, their loaded
+# registry, one live uvicorn on them (session-scoped: each test folder starts its own).
+anyio_backend, weights_dir, registry, live_server = (_service.anyio_backend, _service.weights_dir,
+                                                     _service.registry, _service.live_server)
 
 
 @pytest.fixture
 async def client(weights_dir, registry):
+    """In process, MAX_BATCH=16 (so the 413 cases stay small)."""
     async with app_client(create_app(make_settings(weights_dir, max_batch=16), registry=registry)) as c:
         yield c
-
-
-@pytest.fixture(scope="session")
-def live_server(weights_dir, tmp_path_factory):
-    server = start_server(weights_dir, tmp_path_factory.mktemp("live") / "server.log")
-    yield server
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
 
 
 @pytest.fixture(scope="session")
