@@ -46,8 +46,10 @@ def _free_port() -> int:
 
 def _launch(log_path: Path, **env_overrides: str) -> Server:
     port = _free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEIGHTS_DIR": str(ROOT / "weights"),
-           "LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "2", **env_overrides}
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "2",
+           **env_overrides}
+    env.pop("WEIGHTS_DIR", None)  # MODEL_REPOSITORY's older name
+    env["MODEL_REPOSITORY"] = env_overrides.get("MODEL_REPOSITORY", str(ROOT / "weights"))
     if "DATA_DIR" not in env_overrides:
         env.pop("DATA_DIR", None)
     log = open(log_path, "wb")
@@ -100,6 +102,31 @@ def servers(tmp_path_factory, real_data_dir):
     finally:
         for s in started:
             _stop(s)
+
+
+PEER_MODELS = Path(os.environ.get("PEER_MODELS", ROOT.parent / "shared" / "fixtures" / "peer-models"))
+
+
+@pytest.fixture(scope="session")
+def repository_server(tmp_path_factory, real_data_dir):
+    """A model repository unlike the committed one: our rnn, a person's bare Keras SimpleRNN (+ its vectorizer
+    file; converted at start-up), and a model whose manifest is broken."""
+    peer = [PEER_MODELS / "rnn_bi24_spatialdropout.keras", PEER_MODELS / "rnn_bi24_spatialdropout_vectorizer.keras"]
+    if not all(p.is_file() for p in peer):
+        pytest.skip(f"peer models not found under {PEER_MODELS}")
+    repo = tmp_path_factory.mktemp("repository")
+    shutil.copytree(ROOT / "weights" / "rnn", repo / "rnn")
+    (repo / "peer-rnn").mkdir()
+    for p in peer:
+        shutil.copyfile(p, repo / "peer-rnn" / p.name)
+    (repo / "broken").mkdir()
+    (repo / "broken" / "manifest.json").write_text("{not json")
+    server = _launch(repo.parent / f"{repo.name}.log", DATA_DIR=str(real_data_dir), MODEL_REPOSITORY=str(repo),
+                     CONVERT_CACHE=str(repo.parent / f"{repo.name}-cache"))
+    try:
+        yield _wait_ready(server, timeout=300)
+    finally:
+        _stop(server)
 
 
 @pytest.fixture(scope="session")

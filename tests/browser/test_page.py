@@ -372,3 +372,35 @@ def test_page_weight_and_time_to_interactive(server, new_page, figures_dir):
               "note": "headless Debian Chromium on 127.0.0.1, a shared 2-core machine; transferSize includes headers"}
     (figures_dir / "ui_performance.json").write_text(json.dumps(report, indent=1) + "\n")
     print("page:", json.dumps({k: v for k, v in report.items() if k != "assets"}))
+
+
+def test_the_page_follows_whatever_the_repository_holds(repository_server, new_page):
+    """Not the committed three: our rnn, a person's bare Keras SimpleRNN, a broken folder. Every model gets a
+    card; the person's model is one of the text models and both its backends' numbers are the API's; parity
+    runs where /parity can, and says why not elsewhere."""
+    base = repository_server.base_url
+    models = httpx.get(base + "/models").json()["models"]
+    assert set(models) == {"rnn", "peer-rnn", "broken"}
+    w = new_page(base)
+    w.page.goto(base + "/")
+    page = w.page
+    page.wait_for_selector("html[data-ready=true]")
+    assert page.locator("#model-cards .card").count() == 3
+    broken = page.locator("#model-cards .card[data-model=broken]").inner_text()
+    assert models["broken"]["state"] != "ready" and models["broken"]["reason"] in broken
+    assert sorted(page.locator("#text-model option").all_inner_texts()) == ["peer-rnn v1", "rnn v1"]
+    assert page.locator("#image-model").is_disabled()
+    page.select_option("#text-model", "peer-rnn")
+    text = "Pelayanannya lambat sekali dan makanannya hambar."
+    page.fill("#text-input", text)
+    page.click("#text-submit")
+    page.wait_for_selector("#text-result:not([hidden]) .text-item")
+    api = api_predict(base, "peer-rnn", {"texts": [text]})
+    for b in BACKENDS:
+        assert_column_equals_api(shown_backend(page.locator(f"#text-result [data-backend={b}]")), api[b], 0, 3)
+    wait_parity(page)
+    assert page.locator(".parity[data-model=rnn]").get_attribute("data-state") == "done"
+    assert page.locator(".parity[data-model=peer-rnn]").get_attribute("data-state") == "skipped"
+    assert "is not one of them" in page.locator(".parity[data-model=peer-rnn]").inner_text()
+    assert page.locator(".parity[data-model=broken]").get_attribute("data-state") == "skipped"
+    assert w.console_errors == [] and w.page_errors == [] and w.foreign_requests == []
