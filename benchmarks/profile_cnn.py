@@ -6,8 +6,8 @@
 
 Times ``model.predict(x)`` (median of ``--repeats`` runs after a warm-up; x uniform in [0, 1)
 float32), then walks ``model.nodes`` in order as ``Model.__call__`` does, timing each layer's
-``forward`` at ``--profile-batch``, and times the calls inside ``predict`` itself, where a Conv2D ->
-BatchNormalization [-> ReLU] [-> 2x2 max pooling] chain is one fused ``Conv2D.infer``. Also counts each Conv2D's and Dense's FLOPs as the direct
+``forward`` at ``--profile-batch``, and times the steps of the inference plan inside ``predict`` itself,
+where a Conv2D -> BatchNormalization [-> ReLU] [-> 2x2 max pooling] chain is one fused step. Also counts each Conv2D's and Dense's FLOPs as the direct
 algorithm does them (2 x multiply-adds; Winograd performs fewer multiplications for the same result),
 and so the achieved GFLOP/s against the machine's peak: cores x 32 FP32 FLOP per cycle (two AVX2
 FMA units, 8 lanes, 2 FLOP each) x the clock /proc/cpuinfo reports. On a shared machine compare runs
@@ -59,36 +59,39 @@ def layer_times(model, x, repeats: int) -> list[tuple[str, str, float]]:
 
 
 def fused_layer_times(model, x, repeats: int) -> list[tuple[str, str, float]]:
-    """Median seconds of every layer call inside ``model.predict`` itself, where each Conv2D -> BN
-    [-> ReLU] [-> MaxPooling2D 2x2] chain is one ``Conv2D.infer`` call (timed under the conv's name).
+    """Median seconds of every step of the inference plan inside ``model.predict`` itself, where each
+    Conv2D -> BN [-> ReLU] [-> MaxPooling2D 2x2] chain is one step (timed under the conv's name).
 
     When ``predict`` splits the batch into parts, one per core, computed at the same time, only the
-    calling thread's part is timed: each row is then one part's layer, the other parts running beside it."""
+    calling thread's part is timed: each row is then one part's step, the other parts running beside it."""
+    from scratch_models.inference import plan as plan_module
     samples = defaultdict(list)
     caller = threading.current_thread()
-    patched = []
-    for layer in model.layers.values():
-        if isinstance(layer, Op) or not hasattr(layer, "forward"):
-            continue
-        attr = "infer" if type(layer).__name__ == "Conv2D" else "forward"
-        original = getattr(layer, attr)
+    plan = model.plan()
 
-        def timed(*a, _original=original, _name=layer.name, **k):
+    def timed(fn, name):
+        def run(*a, **k):
             t0 = time.perf_counter()
-            result = _original(*a, **k)
+            result = fn(*a, **k)
             if threading.current_thread() is caller:
-                samples[_name].append(time.perf_counter() - t0)
+                samples[name].append(time.perf_counter() - t0)
             return result
-        setattr(layer, attr, timed)
-        patched.append((layer, attr))
+        return run
+    originals = [(st, st.fn) for st in plan.steps]
+    for st in plan.steps:
+        if st.fn is not None:
+            st.fn = timed(st.fn, model.nodes[st.covers[0]].layer)
+    real_call_node = plan_module.call_node
+    plan_module.call_node = lambda node, layer, *a, **k: timed(real_call_node, node.layer)(node, layer, *a, **k)
     try:
         model.predict(x)  # warm-up
         samples.clear()
         for _ in range(repeats):
             model.predict(x)
     finally:
-        for layer, attr in patched:
-            delattr(layer, attr)  # back to the class's method
+        plan_module.call_node = real_call_node
+        for st, fn in originals:
+            st.fn = fn
     return [(name, type(model.layers[name]).__name__, float(np.median(ts))) for name, ts in samples.items()]
 
 
@@ -141,8 +144,6 @@ def main() -> None:
           f"{args.repeats} runs after a warm-up, every number from this one run.", "",
           "| batch | median ms | ms/item | GFLOP/s (direct-conv count) |", "|---:|---:|---:|---:|"]
 
-    from scratch_models.allocator import keep_freed_memory
-    keep_freed_memory()  # as the service and bench_models.py run it
     model = scratch_models.load(args.weights)
     rng = np.random.default_rng(0)
     peak, peak_text = machine_peak_gflops()
@@ -178,20 +179,17 @@ def main() -> None:
 
     rows = fused_layer_times(model, x, args.repeats)
     total = sum(t for *_, t in rows)
-    from scratch_models import parallel
-    min_items = model._split_min_items()
-    parts = max(1, min(parallel.cores(), args.profile_batch // min_items)) if min_items else 1
+    from scratch_models.inference.split import parts_for
+    parts = parts_for(model.plan().kind, args.profile_batch)
     split_note = (f" `predict` splits this batch into {parts} parts of ~{-(-args.profile_batch // parts)} images, one "
                   "per core, each through the whole network at the same time: the rows time the calling thread's "
                   "part, and GFLOP/s counts the whole batch's FLOPs in that time (all parts at once)."
                   if parts > 1 else "")
-    fusions = model._inference_fusions()
-    chains = {model.nodes[i].layer: " + ".join(model.nodes[n].layer for n in (i, *chain) if n is not None)
-              for i, chain in fusions.items()}
+    chains = {model.nodes[st.covers[0]].layer: st.describe(model) for st in model.plan().steps}
     print(f"\nas predict runs them at batch {args.profile_batch} (fused chains; medians; sum {total * 1e3:.1f} ms)")
     md += ["", f"As `predict` runs them at batch {args.profile_batch} (medians; sum {total * 1e3:.1f} ms): each "
            "Conv2D row is the whole fused chain, Conv2D -> BatchNormalization [-> ReLU] [-> 2x2 MaxPooling2D], "
-           "in one `Conv2D.infer` call." + split_note, "", "| call | covers | ms | share | GFLOP/s |",
+           "in one step of the inference plan (scratch_models/inference/conv.py)." + split_note, "", "| call | covers | ms | share | GFLOP/s |",
            "|---|---|---:|---:|---:|"]
     for name, kind, t in rows:
         rate = f"{flops[name] / t / 1e9:.1f}" if name in flops else ""

@@ -9,6 +9,7 @@
 Importing this package needs NumPy only; TensorFlow/Keras are imported by ``from_keras`` and
 ``load_keras`` when called.
 """
+from . import losses, optimizers  # scratch_models.optimizers.Adam, as keras.optimizers.Adam
 from .artifact import load, save
 from .errors import IntegrityError, UnsupportedLayerError
 from .keras_loader import from_keras, load_keras
@@ -16,5 +17,5 @@ from .model import Model
 from .text import TextVectorizer
 
 __all__ = ["from_keras", "load_keras", "save", "load", "Model", "TextVectorizer",
-           "UnsupportedLayerError", "IntegrityError"]
+           "UnsupportedLayerError", "IntegrityError", "losses", "optimizers"]
 __version__ = "0.1.0"

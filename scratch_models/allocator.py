@@ -4,13 +4,13 @@ through fresh memory every call.
 Why: glibc serves every allocation above its mmap threshold (128 KiB, adapting up to 32 MiB) with
 new pages from the kernel and returns them on free. A forward pass allocates its activations and
 im2col buffers anew each call, so each call pays one page fault per 4 KiB it touches. Raising the
-mmap threshold and the trim threshold lets freed blocks be reused instead. Measured on the served
-CNN (2-core EPYC, medians of 20 calls): batch 8 14.6 -> 6.1 ms, batch 32 46.3 -> 23.1 ms, batch 256
-220 -> 173 ms. The cost: the process keeps its peak working set instead of returning it to the OS.
+mmap threshold and the trim threshold lets freed blocks be reused instead (measurements:
+reports/engine_speed_notes.md). The cost: the process keeps its peak working set instead of returning it to the OS.
 
-Process-wide and opt-in: the service calls it at start-up (setting ``KEEP_FREED_MEMORY``), and so
-does ``benchmarks/bench_models.py`` for both backends. Only glibc (Linux) has ``mallopt``; elsewhere
-this does nothing and says so.
+Process-wide and opt-in: the service calls it at start-up (setting ``KEEP_FREED_MEMORY``). The
+scratch engine no longer needs it: ``Model.predict``'s plan keeps its own buffers across calls
+(scratch_models/inference/memory.py), scoped to the model. Only glibc (Linux) has ``mallopt``;
+elsewhere this does nothing and says so.
 """
 from __future__ import annotations
 

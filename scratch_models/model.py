@@ -12,62 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from . import parallel
+from .graph import Node, TensorRef, call_node, flat_refs, is_ref, resolve
 from .layers import InputLayer, Layer, deserialize_layer, serialize_layer
 from .ops import Op
-from .threads import single_threaded_blas
 
-TensorRef = tuple  # (layer_name, node_index, tensor_index)
 DEFAULT_BATCH_SIZE = 256
-#: Smallest part worth a thread of its own, by the kind of model (``predict`` splits a batch of N into at
-#: most N // that parts): recurrent models 128 texts; convolutional ones 16 images (served cnn, 2 cores,
-#: the split against OpenBLAS' own 2 threads, alternating in one process, median of per-pair ratios:
-#: batch 16 in 2 parts 1.00-1.02x, 32 0.93-0.98x (1.18x before Winograd chunks of 1024 tiles), 48 0.88x,
-#: 64 0.84x, 256 0.85x). Other models are not split.
-PARALLEL_MIN_ITEMS_PER_PART = {"recurrent": 128, "convolutional": 16}
-RECURRENT_LAYERS = ("SimpleRNN", "LSTM", "Bidirectional")
-CONVOLUTIONAL_LAYERS = ("Conv2D",)
-
-
-def is_ref(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and len(value) == 3 and isinstance(value[0], str)
-
-
-@dataclass
-class Node:
-    """One call of ``layer`` on ``args`` (tensor refs, lists of refs, or constants)."""
-    layer: str
-    index: int
-    args: list
-    mask: TensorRef | None = None
-
-    @property
-    def output(self) -> TensorRef:
-        return (self.layer, self.index, 0)
-
-    def to_json(self) -> dict:
-        return {"layer": self.layer, "index": self.index, "args": _jsonable(self.args),
-                "mask": None if self.mask is None else list(self.mask)}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Node":
-        return cls(d["layer"], d["index"], _refs(d["args"]), None if d["mask"] is None else tuple(d["mask"]))
-
-
-def _jsonable(v):
-    if isinstance(v, tuple):
-        return list(v)
-    if isinstance(v, list):
-        return [_jsonable(x) for x in v]
-    return v
-
-
-def _refs(v):
-    if is_ref(v):
-        return tuple(v)
-    if isinstance(v, list):
-        return [_refs(x) for x in v]
-    return v
 
 
 @dataclass
@@ -102,44 +51,53 @@ class Model:
             in_shape = self._resolve(node.args[0], shapes) if node.args else None
             if isinstance(layer, Op):
                 shapes[node.output] = self._op_shape(node, shapes)
-            elif layer.built and node.index > 0:  # a shared layer called again
-                shapes[node.output] = layer.compute_output_shape(in_shape)
+                continue
+            if layer.built and node.index > 0:  # a shared layer called again
+                out = layer.compute_output_shape(in_shape)
             else:
-                shapes[node.output] = layer.build(in_shape)
+                out = layer.build(in_shape, **self._build_shapes(node, layer, shapes))
+            shapes[node.output] = out
+            if getattr(layer, "return_state", False):  # tensors 1.. of the node: the final states
+                for k, state in enumerate(layer.state_shapes(in_shape), start=1):
+                    shapes[(node.layer, node.index, k)] = state
         self.nodes = order
         self.shapes = shapes
-        self._fusions = None
+        self._plan = None
         self.built = True
         return self
 
-    def _op_shape(self, node: Node, shapes: dict):
-        for a in node.args:
-            if is_ref(a):
-                return shapes[tuple(a)]
-        return (None,)
-
     @staticmethod
-    def _resolve(arg, table):
-        if is_ref(arg):
-            return table[tuple(arg)]
-        if isinstance(arg, list):
-            return [Model._resolve(a, table) for a in arg]
-        return arg
+    def _build_shapes(node: Node, layer, shapes: dict) -> dict:
+        """The shapes of a layer's other named tensor arguments (``<name>_shape``: MultiHeadAttention's
+        value and key), for its ``build``."""
+        names = getattr(layer, "call_args", ())
+        named = [*zip(names, node.args[1:]), *node.kwargs.items()]
+        return {f"{name}_shape": shapes[tuple(a)] for name, a in named if is_ref(a) and name in ("value", "key")}
+
+    def _op_shape(self, node: Node, shapes: dict) -> tuple:
+        """An op's output shape, by running it on ones of its arguments' shapes (batch 2 standing for
+        the unknown batch size, which the output keeps as None when its first axis is that batch)."""
+        batched = any(shapes[r][:1] == (None,) for r in flat_refs(node.args))
+        dummy = {r: np.ones(tuple(2 if d is None else d for d in shapes[r]), np.float32) for r in flat_refs(node.args)}
+        with np.errstate(all="ignore"):
+            out = np.asarray(self.layers[node.layer].forward(resolve(node.args, dummy)))
+        return (None, *out.shape[1:]) if batched and out.ndim and out.shape[0] == 2 else tuple(out.shape)
+
+    _resolve = staticmethod(resolve)
 
     def _topological_order(self) -> list[Node]:
-        available = {(i.name, 0, 0) for i in self.inputs}
+        available = {(i.name, 0) for i in self.inputs}  # (layer, node index): every tensor of that call
         pending, order = list(self.nodes), []
         while pending:
             progressed = False
             for node in list(pending):
-                needed = _flat_refs(node.args) + ([node.mask] if node.mask is not None else [])
-                if all(tuple(r) in available for r in needed):
+                if all(tuple(r[:2]) in available for r in node.inputs()):
                     order.append(node)
-                    available.add(node.output)
+                    available.add((node.layer, node.index))
                     pending.remove(node)
                     progressed = True
             if not progressed:
-                missing = sorted({tuple(r) for n in pending for r in _flat_refs(n.args)} - available)
+                missing = sorted({tuple(r) for n in pending for r in n.inputs() if tuple(r[:2]) not in available})
                 raise ValueError(f"Model graph is not connected: nodes {[n.layer for n in pending]} "
                                  f"wait for tensors {missing}")
         return order
@@ -159,7 +117,7 @@ class Model:
         from .layers import Embedding
         first = (self.inputs[0].name, 0, 0)
         return np.dtype(self.input_dtype).kind in "iu" or any(
-            isinstance(self.layers[n.layer], Embedding) and first in _flat_refs(n.args[:1]) for n in self.nodes)
+            isinstance(self.layers[n.layer], Embedding) and first in flat_refs(n.args[:1]) for n in self.nodes)
 
     @property
     def output_shape(self) -> tuple:
@@ -191,124 +149,59 @@ class Model:
             raise ValueError(f"Expected finite values, received {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
         return x
 
-    def _inference_fusions(self) -> dict[int, tuple[int, int | None, int | None]]:
-        """Conv2D (no activation) -> BatchNormalization [-> Activation('relu')] [-> MaxPooling2D 2x2/2
-        'valid'] chains, each link the only reader of the previous one: at inference they run as one
-        Conv2D whose kernel and bias absorb the BatchNormalization's per-channel ``x * scale + shift``,
-        whose ReLU runs in place, and which max-pools each chunk of its product while it is in cache
-        (``Conv2D.infer(max_pool_2x2=True)``). The same arithmetic up to float rounding (the pooling is
-        exact), three fewer passes over the largest activations.
-        Returns {conv node index: (batchnorm node index, relu node index or None, pooling node index or
-        None)}; the graph is fixed after ``build``, so this is computed once."""
-        if getattr(self, "_fusions", None) is not None:
-            return self._fusions
-        readers: dict[tuple, list[int]] = {}
-        for i, node in enumerate(self.nodes):
-            for r in _flat_refs(node.args) + ([node.mask] if node.mask is not None else []):
-                readers.setdefault(tuple(r), []).append(i)
-        outputs = {tuple(o) for o in self.outputs}
-
-        def only_reader(i: int, kind: str) -> int | None:
-            out = self.nodes[i].output
-            rs = readers.get(out, [])
-            if out in outputs or len(rs) != 1:
-                return None
-            j = rs[0]
-            node = self.nodes[j]
-            ok = (type(self.layers[node.layer]).__name__ == kind and node.mask is None
-                  and len(node.args) == 1 and is_ref(node.args[0]) and tuple(node.args[0]) == out)
-            return j if ok else None
-
-        fusions = {}
-        for i, node in enumerate(self.nodes):
-            layer = self.layers[node.layer]
-            if type(layer).__name__ != "Conv2D" or layer.activation != "linear":
-                continue
-            j = only_reader(i, "BatchNormalization")
-            if j is None:
-                continue
-            k = only_reader(j, "Activation")
-            k = k if k is not None and self.layers[self.nodes[k].layer].activation == "relu" else None
-            p = only_reader(j if k is None else k, "MaxPooling2D")
-            pool = None if p is None else self.layers[self.nodes[p].layer]
-            two_by_two = pool is not None and pool.pool_size == pool.strides == (2, 2) and pool.padding == "valid"
-            fusions[i] = (j, k, p if two_by_two else None)
-        self._fusions = fusions
-        return fusions
-
     def __call__(self, x, training: bool = False) -> np.ndarray:
-        """One forward pass over the whole batch (no chunking, no validation): the building block of predict."""
+        """One forward pass over the whole batch, node by node through each layer's own ``forward`` (no
+        validation, no fusion, no split): the reference that ``predict``'s plan is tested against, and the
+        forward half of a training step."""
         values: dict[tuple, Any] = {(self.inputs[0].name, 0, 0): x}
         masks: dict[tuple, Any] = {(self.inputs[0].name, 0, 0): None}
-        fusions = {} if training else self._inference_fusions()
-        fused: set[int] = set()
-        for i, node in enumerate(self.nodes):
-            if i in fused:
-                continue
-            layer = self.layers[node.layer]
-            args = self._resolve(node.args, values)
-            if i in fusions:
-                j, k, p = fusions[i]
-                scale, shift = self.layers[self.nodes[j].layer].affine()
-                bias = layer.weights.get("bias")
-                pooled = p is not None and min(layer.compute_output_shape(args[0].shape)[1:3]) >= 2
-                y = layer.infer(args[0], layer.weights["kernel"] * scale, shift if bias is None else bias * scale + shift,
-                                "linear" if k is None else "relu", max_pool_2x2=pooled)
-                chain = [n for n in (j, k, p if pooled else None) if n is not None]
-                last = self.nodes[chain[-1]].output
-                values[last], masks[last] = y, None
-                fused.update(chain)
-                continue
-            if isinstance(layer, Op):
-                values[node.output] = layer.forward(args)
-                masks[node.output] = None
-                continue
-            x_in = args[0]
-            carried = self._resolve(node.args[0], masks)
-            mask = values[tuple(node.mask)] if node.mask is not None else carried
-            values[node.output] = layer.forward(x_in, mask=mask, training=training)
-            masks[node.output] = layer.compute_mask(x_in, carried)
+        for node in self.nodes:
+            call_node(node, self.layers[node.layer], values, masks, training)
         return values[tuple(self.outputs[0])]
 
     forward = __call__
 
+    def backward(self, dout: np.ndarray, pre_activation: bool = False) -> None:
+        """Propagate d loss / d output back through the graph (after ``self(x, training=True)``): every
+        layer's ``grads`` gets filled. ``pre_activation``: ``dout`` is w.r.t. the output layer's
+        pre-activation (the softmax's logits), as training takes it."""
+        output = tuple(self.outputs[0])
+        grads: dict[tuple, np.ndarray] = {output: dout}
+        for node in reversed(self.nodes):
+            layer = self.layers[node.layer]
+            g = grads.pop(node.output, None)
+            if isinstance(layer, Op) or g is None:
+                continue
+            dx = layer.backward(g, pre_activation=True) if (node.output == output and pre_activation) else layer.backward(g)
+            if dx is None:
+                continue
+            for ref, d in zip(flat_refs(node.args[:1]), dx if isinstance(dx, list) else [dx]):
+                grads[ref] = grads[ref] + d if ref in grads else d
+
     def predict(self, x, batch_size: int | None = None) -> np.ndarray:
-        """Class probabilities (N, C) float32, computed ``batch_size`` items at a time (default 256)."""
+        """Class probabilities (N, C) float32, computed ``batch_size`` items at a time (default 256) by the
+        model's inference plan (``scratch_models.inference``: fused steps, compiled once)."""
         x = self.check_input(x)
         batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
         if batch_size <= 0:
             raise ValueError(f"Expected a positive integer for `batch_size`, received: {batch_size}")
+        plan = self.plan()
         if len(x) <= batch_size:
-            return np.asarray(self._forward_split(x), self.dtype)
-        return np.concatenate([self._forward_split(x[i:i + batch_size])
-                               for i in range(0, len(x), batch_size)]).astype(self.dtype)
+            return np.asarray(plan.run(x), self.dtype)
+        return np.concatenate([plan.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).astype(self.dtype)
 
-    def _forward_split(self, x: np.ndarray) -> np.ndarray:
-        """Inference on one part of the batch per core, in threads, for large enough batches of recurrent
-        and convolutional models: the whole forward pass per part, one BLAS thread each.
+    def plan(self):
+        """The inference plan, compiled at the first call and again after the weights changed."""
+        plan = getattr(self, "_plan", None)
+        if plan is None or not plan.current():
+            from .inference import compile_plan
+            plan = self._plan = compile_plan(self)
+        return plan
 
-        Rows are independent at inference, and NumPy releases the GIL in its loops and matrix products,
-        so the element-wise passes, which NumPy runs on one core, run on all of them. Recurrent (2 cores,
-        batch 256): rnn 17.5 -> 13.3 ms, lstm 69.7 -> 53.5 ms. Convolutional: OpenBLAS' own threads
-        share each product but leave the im2col copies, the Winograd transforms and the pooling on one
-        core, and they wake and spin between the products; one split per forward pass instead of one per
-        layer also keeps each part's activations in its core's cache (numbers at PARALLEL_MIN_ITEMS_PER_PART).
-        """
-        min_items = self._split_min_items()
-        parts = min(parallel.cores(), len(x) // min_items) if min_items else 1
-        if parts < 2 or parallel.in_worker():
-            return self(x)
-        with single_threaded_blas():
-            return np.concatenate(parallel.map_parts(self, np.array_split(x, parts)))
-
-    def _split_min_items(self) -> int | None:
-        """Smallest part of a split batch for this model's kind (None: never split)."""
-        kinds = {type(layer).__name__ for layer in self.layers.values()}
-        if kinds & set(RECURRENT_LAYERS):
-            return PARALLEL_MIN_ITEMS_PER_PART["recurrent"]
-        if kinds & set(CONVOLUTIONAL_LAYERS):
-            return PARALLEL_MIN_ITEMS_PER_PART["convolutional"]
-        return None
+    def invalidate_plan(self) -> None:
+        """Forget the inference plan (its folded and reordered weights): call after changing weight arrays
+        in place outside ``fit``/``train_step`` (which call it themselves)."""
+        self._plan = None
 
     # -- training (scratch_models.training) ------------------------------------------------------
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy") -> None:
@@ -339,6 +232,7 @@ class Model:
         for layer in self.layers.values():
             if not isinstance(layer, Op):
                 layer.astype(self.dtype)
+        self.invalidate_plan()
         return self
 
     def weight_layers(self) -> list[Layer]:
@@ -357,6 +251,7 @@ class Model:
             n = len(layer.weights)
             layer.set_weights(list(weights[i:i + n]))
             i += n
+        self.invalidate_plan()
 
     def count_params(self) -> int:
         return sum(l.count_params() for l in self.layers.values())
@@ -375,7 +270,8 @@ class Model:
         inputs = [InputLayer(**c) for c in d["inputs"]]
         layers: dict[str, Layer | Op] = {}
         for spec in d["layers"]:
-            layer = Op(spec["class_name"], spec["config"]["name"]) if spec.get("op") else deserialize_layer(spec)
+            layer = Op(spec["class_name"], spec["config"]["name"], spec["config"]) if spec.get("op") \
+                else deserialize_layer(spec)
             layers[layer.name] = layer
         model = cls(inputs, layers, [Node.from_json(n) for n in d["nodes"]], [tuple(o) for o in d["outputs"]], d["name"])
         return model.build()
@@ -390,11 +286,4 @@ class Model:
         return "\n".join(rows)
 
 
-def _flat_refs(args) -> list:
-    out = []
-    for a in args:
-        if is_ref(a):
-            out.append(tuple(a))
-        elif isinstance(a, list):
-            out.extend(_flat_refs(a))
-    return out
+_flat_refs = flat_refs  # the name other modules imported before graph.py

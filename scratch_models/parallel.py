@@ -6,6 +6,7 @@ parts (default: the cores this process may use; 1 turns the splitting off).
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -29,6 +30,12 @@ def cores() -> int:
         if n < 1:
             raise ValueError(f"Expected a positive integer in SCRATCH_MODELS_THREADS, received: {value!r}")
         return n
+    return _usable_cores()
+
+
+@functools.lru_cache(maxsize=1)
+def _usable_cores() -> int:
+    """The cores this process may use (read once: ``sched_getaffinity`` costs milliseconds on a busy host)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

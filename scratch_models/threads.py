@@ -2,8 +2,8 @@
 
 The recurrence multiplies (N, units) by (units, gates*units) once per time step: far too small to
 share between threads. OpenBLAS still wakes its threads for them, and on a busy 2-core machine each
-product then costs milliseconds instead of tens of microseconds (measured: 4 ms vs 68 us for
-32x64 @ 64x256). ``single_threaded_blas()`` runs such loops on one BLAS thread; it uses threadpoolctl
+product then costs milliseconds instead of tens of microseconds (reports/engine_speed_notes.md).
+``single_threaded_blas()`` runs such loops on one BLAS thread; it uses threadpoolctl
 when installed and does nothing otherwise (results are the same either way).
 
 The BLAS thread count is process-wide, and the service runs forward passes in several threads at

@@ -11,13 +11,15 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import losses, optimizers
 from .layers import Activation, Conv2D, Dense
-from .model import Model, _flat_refs
-from .ops import Op
+
+if TYPE_CHECKING:  # model.py calls into this module; this one only takes a Model
+    from .model import Model
 
 NON_TRAINABLE = ("moving_mean", "moving_variance")
 
@@ -71,20 +73,8 @@ def compile(model: Model, optimizer="adam", loss="sparse_categorical_crossentrop
 
 
 def backward(model: Model, dout: np.ndarray, pre_activation: bool = False) -> None:
-    """Propagate d loss / d output back through the graph; every layer's ``grads`` gets filled."""
-    grads: dict[tuple, np.ndarray] = {tuple(model.outputs[0]): dout}
-    for node in reversed(model.nodes):
-        layer = model.layers[node.layer]
-        g = grads.pop(node.output, None)
-        if isinstance(layer, Op) or g is None:
-            continue
-        is_output = node.output == tuple(model.outputs[0])
-        dx = layer.backward(g, pre_activation=True) if (is_output and pre_activation) else layer.backward(g)
-        if dx is None:
-            continue
-        refs = _flat_refs(node.args[:1])
-        for ref, d in zip(refs, dx if isinstance(dx, list) else [dx]):
-            grads[ref] = grads[ref] + d if ref in grads else d
+    """``model.backward``: d loss / d output back through the graph (kept for callers of this name)."""
+    model.backward(dout, pre_activation)
 
 
 def _logits_of_output(model: Model) -> np.ndarray:
@@ -99,15 +89,16 @@ def train_step(model: Model, x, y) -> float:
         raise RuntimeError("Call model.compile(optimizer, loss) before training")
     x = model.check_input(x)
     y = np.asarray(y)
+    model.invalidate_plan()  # the optimizer updates weights in place: predict recompiles its plan
     probs = model(x, training=True)
     if setup.softmax_logits:
         logits = _logits_of_output(model)
         logit_loss = losses.SparseCategoricalCrossentropy(from_logits=True)
         loss = logit_loss(y, logits)
-        backward(model, logit_loss.gradient(y, logits), pre_activation=True)
+        model.backward(logit_loss.gradient(y, logits), pre_activation=True)
     else:
         loss = setup.loss(y, probs)
-        backward(model, setup.loss.gradient(y, probs))
+        model.backward(setup.loss.gradient(y, probs))
     params = trainable_params(model)
     loss += add_regularization(params)
     setup.optimizer.step([layer.weights[k] for layer, k in params], [layer.grads[k] for layer, k in params],

@@ -52,6 +52,18 @@ def pair(value, name: str) -> tuple[int, int]:
     return check_positive_int(value[0], name), check_positive_int(value[1], name)
 
 
+def same_value(a, b) -> bool:
+    """Equal and of the same type, element by element for lists and tuples: ``True`` is not ``1``, ``1.0``
+    is not ``1``, ``None`` is only ``None`` (``==`` and ``in`` treat the first two as equal)."""
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def is_one_of(value, allowed) -> bool:
+    return any(same_value(value, a) for a in allowed)
+
+
 REGULARIZED_WEIGHTS = {"kernel_regularizer": "kernel", "recurrent_regularizer": "recurrent_kernel",
                        "bias_regularizer": "bias", "embeddings_regularizer": "embeddings",
                        "gamma_regularizer": "gamma", "beta_regularizer": "beta"}
@@ -102,6 +114,9 @@ class Layer:
     dtype: np.dtype = np.dtype(np.float32)
     #: Keras config options this class understands, with the values it reproduces (None: any value).
     options: ClassVar[dict[str, Any]] = {}
+    #: Options Keras writes that this class does not implement but that change nothing at these values
+    #: (e.g. Flatten's ``data_format='channels_last'``). Any other option is refused, whatever its value.
+    harmless: ClassVar[dict[str, tuple]] = {}
 
     def __init__(self, name: str | None = None):
         self.name = name or type(self).__name__.lower()
@@ -128,11 +143,12 @@ class Layer:
             if key in IGNORED_KEYS:
                 continue
             if key not in cls.options:
-                if cls._harmless_default(key, value):
+                if key in cls.harmless and is_one_of(value, cls.harmless[key]):
                     continue
-                raise UnsupportedLayerError(name, cls.__name__, f"option `{key}`={value!r}")
+                known = f"; harmless at {cls.harmless[key]}" if key in cls.harmless else ""
+                raise UnsupportedLayerError(name, cls.__name__, f"option `{key}`={value!r} (not implemented{known})")
             allowed = cls.options[key]
-            if allowed is not None and value not in allowed:
+            if allowed is not None and not is_one_of(value, allowed):
                 raise UnsupportedLayerError(name, cls.__name__, f"`{key}`={value!r} (supported: {allowed})")
             kwargs[key] = value
         layer = cls(name=name, **cls._adapt_keras_kwargs(kwargs))
@@ -140,11 +156,6 @@ class Layer:
             layer.dtype = np.dtype(np.float64)
         layer.regularizers = keras_regularizers(config, name, cls.__name__)
         return layer
-
-    @staticmethod
-    def _harmless_default(key: str, value) -> bool:
-        """Options that are fine at their default value (e.g. ``lora_rank=None``)."""
-        return value in (None, False, 0, 1, (1, 1), [1, 1], "channels_last", 0.0)
 
     @classmethod
     def _adapt_keras_kwargs(cls, kwargs: dict) -> dict:

@@ -180,6 +180,8 @@ class Softmax(Activation):
 class Flatten(Layer):
     """(N, d1, d2, ...) -> (N, d1*d2*...), in row-major (channels-last) order as Keras."""
 
+    harmless = {"data_format": ("channels_last", None)}
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], int(np.prod(input_shape[1:])))
 

@@ -1,4 +1,4 @@
-"""BatchNormalization at inference: normalise with the moving statistics."""
+"""BatchNormalization: batch statistics in training (moving ones updated), the moving statistics at inference."""
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +42,6 @@ class BatchNormalization(Layer):
         return shapes
 
     def forward(self, x, mask=None, training=False):
-        if not training:
-            return self._infer(x)
         axes = tuple(range(x.ndim - 1))
         if training:  # batch statistics; the moving ones move towards them (biased variance, as Keras)
             mean = x.mean(axis=axes)
@@ -56,33 +54,11 @@ class BatchNormalization(Layer):
         # Same order of operations as Keras: (x - mean) * (gamma / sqrt(var + eps)) + beta.
         inv = 1.0 / np.sqrt(var + self.dtype.type(self.epsilon))
         x_hat_scale = inv * self.weights["gamma"] if self.scale else inv
-        out = x - mean  # one new buffer, then in place: this layer sits on the hot path of the CNN
-        out *= x_hat_scale
+        out = (x - mean) * x_hat_scale
         if self.center:
             out += self.weights["beta"]
         if training:
             self.cache = Cache(x_hat=(x - mean) * inv, inv=inv, axes=axes)
-        return out.astype(self.dtype, copy=False)
-
-    def affine(self) -> tuple[np.ndarray, np.ndarray]:
-        """Inference as ``x * scale + shift`` per channel: ``scale = gamma / sqrt(var + eps)``,
-        ``shift = beta - mean * scale`` (C,) each. Recomputed per call (microseconds), so weights changed
-        by ``set_weights`` or in place by an optimizer are always seen; ``Model`` folds them into a
-        preceding Conv2D."""
-        w = self.weights
-        scale = 1.0 / np.sqrt(w["moving_variance"] + self.dtype.type(self.epsilon))
-        if self.scale:
-            scale = scale * w["gamma"]
-        shift = -w["moving_mean"] * scale
-        if self.center:
-            shift += w["beta"]
-        return scale, shift
-
-    def _infer(self, x):
-        """``x * scale + shift``: two passes over a fresh output instead of three."""
-        scale, shift = self.affine()
-        out = x * scale
-        out += shift
         return out.astype(self.dtype, copy=False)
 
     def backward(self, dout):

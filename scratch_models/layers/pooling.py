@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Cache, Layer, check_choice, pair
-from .convolution import max_pool_2x2, output_size, pad_images, same_pads, window_offsets, windows
+from .convolution import output_size, pad_images, same_pads, window_offsets, windows
 
 
 class _Pooling2D(Layer):
@@ -34,21 +34,6 @@ class _Pooling2D(Layer):
             return x.reshape(n, h // ph, ph, w // pw, pw, c)
         return None
 
-
-    def _offset_reduce(self, x: np.ndarray, ufunc, pad_value: float) -> np.ndarray:
-        """Inference: combine the ph*pw strided slices of the padded input with ``ufunc`` (maximum/add),
-        one whole-array operation per window offset, into one fresh output. A reduction over the
-        (N, Ho, Wo, C, ph, pw) window view has innermost runs of 1-2 values and is several times slower."""
-        xp = pad_images(x, self.pool_size, self.strides, self.padding, value=pad_value)
-        _, ho, wo, _ = self.compute_output_shape(x.shape)
-        regions = [region for _, region in window_offsets(self.pool_size, self.strides, (ho, wo))]
-        if len(regions) == 1:
-            return xp[regions[0]].copy()
-        out = ufunc(xp[regions[0]], xp[regions[1]])
-        for region in regions[2:]:
-            ufunc(out, xp[region], out=out)
-        return out
-
     def _scatter(self, x_shape, dwin: "callable", out_hw, dtype) -> np.ndarray:
         """col2im for pooling: add ``dwin(k)`` (N, Ho, Wo, C) of every window offset k into dx."""
         pt, pb, pl, pr = same_pads(x_shape, self.pool_size, self.strides, self.padding)
@@ -66,11 +51,6 @@ class MaxPooling2D(_Pooling2D):
     """
 
     def forward(self, x, mask=None, training=False):
-        if not training:
-            if self.pool_size == self.strides == (2, 2) and self.padding == "valid":  # the fused conv's own pooling
-                n, h, w, c = x.shape
-                return max_pool_2x2(x, np.empty((n, h // 2, w // 2, c), x.dtype))
-            return self._offset_reduce(x, np.maximum, -np.inf)
         xp = pad_images(x, self.pool_size, self.strides, self.padding, value=-np.inf)
         win = windows(xp, self.pool_size, self.strides)  # (N, Ho, Wo, C, ph, pw)
         out = win.max(axis=(-2, -1))
@@ -92,13 +72,8 @@ class AveragePooling2D(_Pooling2D):
         return windows(ones, self.pool_size, self.strides).sum(axis=(-2, -1))  # (1, Ho, Wo, 1)
 
     def forward(self, x, mask=None, training=False):
-        if not training:  # summed offset by offset, then divided as the mean/average below divide
-            sums = self._offset_reduce(x, np.add, 0.0)
-            counts = x.dtype.type(self.pool_size[0] * self.pool_size[1]) if self._tiles(x) is not None \
-                else self._counts(x.shape).astype(x.dtype)
-            sums /= counts
-            return sums
-        self.cache = Cache(x_shape=x.shape)
+        if training:
+            self.cache = Cache(x_shape=x.shape)
         tiles = self._tiles(x)
         if tiles is not None:
             return tiles.mean(axis=(2, 4), dtype=x.dtype)

@@ -53,6 +53,8 @@ class SpatialDropout1D(Dropout):
 class SpatialDropout2D(Dropout):
     """Drops whole channels of a (N, H, W, C) image in training (noise shape (N, 1, 1, C))."""
 
+    harmless = {"data_format": ("channels_last", None)}
+
     def noise_shape(self, x):
         return (x.shape[0], 1, 1, x.shape[3])
 

@@ -1,4 +1,4 @@
-"""The fused Bidirectional inference (both directions in one time loop, ``Bidirectional._forward_fused``).
+"""The fused Bidirectional inference (both directions in one time loop, ``inference.recurrent.BidirectionalStep``).
 
 Checked against Keras on post-, pre- and no padding, all-padding rows, length-1 and full-length rows,
 every merge mode, with and without sequences; against the two-layer loops it replaces (float64, so
@@ -12,6 +12,7 @@ import pytest
 
 import scratch_models
 from engine_helpers import LAYER_TOL, REPO, compare, keras, keras_out, padded_ids, randomize_weights
+from scratch_models.inference import recurrent
 from scratch_models.layers import bidirectional
 
 T, VOCAB = 11, 40
@@ -50,15 +51,15 @@ def bidirectional_model(cell: str, units: int = 6, merge_mode: str = "concat", r
 
 @pytest.fixture
 def fused_calls(monkeypatch):
-    """How many times the fused loop ran (it is still run, just counted)."""
+    """How many times the fused loop ran (it is still run, just counted: its schedule is made only there)."""
     calls = []
-    real = bidirectional.Bidirectional._forward_fused
 
-    def counted(self, x, mask):
-        calls.append(x.shape)
-        return real(self, x, mask)
+    class Counted(recurrent._Schedule):
+        def __init__(self, mask):
+            calls.append(mask.shape)
+            super().__init__(mask)
 
-    monkeypatch.setattr(bidirectional.Bidirectional, "_forward_fused", counted)
+    monkeypatch.setattr(recurrent, "_Schedule", Counted)
     return calls
 
 
@@ -124,15 +125,14 @@ def test_unstackable_pairs_fall_back_and_match_keras(fused_calls):
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM"])
 def test_fused_equals_two_loops_in_float64(cell, return_sequences, monkeypatch):
-    """In float64 the fused loop and the two layers' loops agree to ~1e-12: same arithmetic, same rows."""
+    """In float64 the fused loop (predict's plan) and the two layers' loops (``model(x)``, the plain graph
+    walk) agree to ~1e-12: same arithmetic, same rows."""
     model = scratch_models.from_keras(bidirectional_model(cell, units=7, return_sequences=return_sequences, seed=14))
     model.astype("float64")
     for name, make in INPUTS.items():
         ids = make()
         fused = model.predict(ids)
-        monkeypatch.setattr(bidirectional, "FUSED_INFERENCE", False)
-        loops = model.predict(ids)
-        monkeypatch.setattr(bidirectional, "FUSED_INFERENCE", True)
+        loops = model(model.check_input(ids))
         assert fused.dtype == np.float64 and fused.shape == loops.shape, name
         np.testing.assert_allclose(fused, loops, rtol=1e-12, atol=1e-12, err_msg=name)
 
@@ -156,11 +156,9 @@ def test_committed_models_match_keras(arch, fused_calls, monkeypatch):
     assert fused_calls
     ref = keras_out(kmodel, x)
     np.testing.assert_allclose(probs, ref, rtol=1e-5, atol=1e-6)
-    monkeypatch.setattr(bidirectional, "FUSED_INFERENCE", False)
-    np.testing.assert_allclose(model.predict(x), probs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model(model.check_input(x)), probs, rtol=1e-5, atol=1e-6)  # the layers' own loops
     # The Bidirectional layer's own output (before pooling), against Keras' sub-model.
     bi_name = next(name for name, layer in model.layers.items() if type(layer).__name__ == "Bidirectional")
-    monkeypatch.setattr(bidirectional, "FUSED_INFERENCE", True)
     ours = _layer_output(model, bi_name, x)
     sub = keras.Model(kmodel.inputs, kmodel.get_layer(bi_name).output)
     np.testing.assert_allclose(ours, keras_out(sub, x), rtol=1e-5, atol=1e-5)
@@ -201,4 +199,4 @@ def test_fused_checks_the_mask_shape():
     model = scratch_models.from_keras(bidirectional_model("SimpleRNN", seed=17))
     layer = next(l for l in model.layers.values() if isinstance(l, bidirectional.Bidirectional))
     with pytest.raises(ValueError, match=r"expected a mask of shape \(2, 11\)"):
-        layer.forward(np.zeros((2, T, 5), np.float32), mask=np.ones((2, T - 1), bool))
+        recurrent.BidirectionalStep(layer)(np.zeros((2, T, 5), np.float32), mask=np.ones((2, T - 1), bool))

@@ -1,6 +1,6 @@
-"""The fused CNN inference paths: Conv2D with its 2x2 max pooling taken per chunk (im2col and Winograd),
-the separable Winograd input transform, the tile-count Winograd threshold and the batch split over
-threads, against float64 references, the unfused layers and Keras."""
+"""The fused CNN inference paths of the plan (scratch_models/inference/conv.py): Conv2D with its 2x2 max
+pooling taken per chunk (im2col and Winograd), the separable Winograd input transform, the tile-count
+Winograd threshold and the batch split over threads, against float64 references, the unfused layers and Keras."""
 from __future__ import annotations
 
 import threading
@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 from scratch_models import parallel
-from scratch_models.layers import Conv2D, MaxPooling2D, convolution
-from test_engine_fast_paths import conv_reference, make_conv, tol
+from scratch_models.inference import conv as convolution
+from scratch_models.inference import split as split_policy
+from scratch_models.inference.conv import ConvStep
+from scratch_models.inference.memory import Arenas
+from scratch_models.layers import Conv2D, MaxPooling2D
+from test_engine_fast_paths import conv_reference, make_conv, tol, winograd_applies
 
 RNG = np.random.default_rng(4321)
 CNN_DIR = Path(__file__).resolve().parents[2] / "weights" / "cnn"
@@ -31,6 +35,7 @@ def pool_reference(z: np.ndarray) -> np.ndarray:
 def path(request, monkeypatch):
     """Winograd wherever it applies (3x3/1 same, even H and W, C >= 16), or im2col only."""
     monkeypatch.setattr(convolution, "WINOGRAD_MIN_TILES", 1 if request.param == "winograd" else 10**9)
+    monkeypatch.setattr(convolution, "WINOGRAD_MIN_TILES_IN_PART", 1 if request.param == "winograd" else 10**9)
     return request.param
 
 
@@ -39,11 +44,15 @@ def split(request, monkeypatch):
     """The whole batch in the calling thread, or split over two threads whenever it has 2+ items."""
     if request.param == "split":
         monkeypatch.setenv("SCRATCH_MODELS_THREADS", "2")
-        monkeypatch.setattr(convolution, "CONV_PARALLEL_MIN_ITEMS", 1)
-        monkeypatch.setattr(convolution, "CONV_PARALLEL_MIN_WORK", 1)
-    else:
-        monkeypatch.setattr(convolution, "CONV_PARALLEL_MIN_ITEMS", 10**9)
     return request.param
+
+
+def infer(layer, x, split="one-part", activation=None, max_pool_2x2=False):
+    """The plan's convolution step on ``x``: whole, or in 2 parts in threads as ``predict`` splits a batch."""
+    step = ConvStep(layer, activation=activation, pool=max_pool_2x2)
+    if split == "split" and len(x) >= 2:
+        return split_policy.run_split(lambda xs, part: step(xs, part), x, 2, Arenas())
+    return convolution.conv2d(layer, x, activation=activation, max_pool_2x2=max_pool_2x2)
 
 
 @pytest.fixture(params=["large-chunks", "tiny-chunks"])
@@ -68,11 +77,11 @@ def test_conv_with_max_pool_matches_float64_reference(case, activation, path, sp
     x = np.maximum(RNG.standard_normal((n, h, w, c)) * 3, 0).astype(np.float32)
     z = conv_reference(x, layer.weights["kernel"], layer.weights.get("bias"), (1, 1), "same")
     ref = pool_reference(np.maximum(z, 0) if activation == "relu" else z)
-    out = layer.infer(x, max_pool_2x2=True)
+    out = infer(layer, x, split, max_pool_2x2=True)
     assert out.dtype == np.float32 and out.shape == ref.shape
     assert np.abs(out - ref).max() <= tol(np.float32, ref)
     # exactly the unfused conv followed by the MaxPooling2D layer: a maximum commutes with bias and ReLU
-    np.testing.assert_array_equal(out, MaxPooling2D((2, 2)).forward(layer.infer(x)))
+    np.testing.assert_array_equal(out, MaxPooling2D((2, 2)).forward(infer(layer, x, split)))
 
 
 @pytest.mark.parametrize("case", [(7, 16, 16, 32, 64), (1, 8, 8, 16, 16), (9, 8, 12, 128, 8)])
@@ -81,8 +90,8 @@ def test_conv_paths_agree_with_float64_reference(case, path, split, chunks):
     layer = make_conv(c, f, (3, 3), (1, 1), "same", "relu", True, h, w, "float32")
     x = RNG.random((n, h, w, c), dtype=np.float32)
     ref = np.maximum(conv_reference(x, layer.weights["kernel"], layer.weights["bias"], (1, 1), "same"), 0)
-    assert layer._winograd_applies(x.shape) == (path == "winograd")
-    assert np.abs(layer.infer(x) - ref).max() <= tol(np.float32, ref)
+    assert winograd_applies(layer, x.shape) == (path == "winograd")
+    assert np.abs(infer(layer, x, split) - ref).max() <= tol(np.float32, ref)
 
 
 def test_max_pool_2x2_helper_matches_reference_and_checks_its_output():
@@ -98,7 +107,7 @@ def test_winograd_input_transform_matches_the_kronecker_product():
     b, h, w, c = 2, 6, 8, 3
     xp = RNG.standard_normal((b, h + 2, w + 2, c)).astype(np.float32)
     v = np.empty((16, b, h // 2, w // 2, c), np.float32)
-    convolution._winograd_input(xp, np.empty((4, b, h + 2, w // 2, c), np.float32), v)
+    convolution.winograd_input(xp, np.empty((4, b, h + 2, w // 2, c), np.float32), v)
     tiles = np.stack([xp[:, i:i + h - 1:2, j:j + w - 1:2] for i in range(4) for j in range(4)]).astype(np.float64)
     ref = np.tensordot(convolution.WINO_BB, tiles, axes=1)
     assert np.abs(v - ref).max() <= 1e-5 * np.abs(ref).max()
@@ -107,33 +116,37 @@ def test_winograd_input_transform_matches_the_kronecker_product():
 def test_winograd_threshold_counts_tiles():
     layer = make_conv(64, 8, (3, 3), (1, 1), "same", "linear", False, 16, 16, "float32")
     tiles = convolution.WINOGRAD_MIN_TILES
-    assert layer._winograd_applies((-(-tiles // 64), 16, 16, 64))  # 64 tiles per 16x16 image
-    assert layer._winograd_applies((-(-tiles // 16), 8, 8, 64))
-    assert not layer._winograd_applies((-(-tiles // 16) - 1, 8, 8, 64))
+    assert winograd_applies(layer, (-(-tiles // 64), 16, 16, 64))  # 64 tiles per 16x16 image
+    assert winograd_applies(layer, (-(-tiles // 16), 8, 8, 64))
+    assert not winograd_applies(layer, (-(-tiles // 16) - 1, 8, 8, 64))
 
 
 def test_max_pool_2x2_argument_checks():
     layer = make_conv(16, 8, (3, 3), (1, 1), "same", "tanh", True, 6, 6, "float32")
     x = RNG.random((2, 6, 6, 16), dtype=np.float32)
     with pytest.raises(ValueError, match="max_pool_2x2 needs an activation in"):
-        layer.infer(x, max_pool_2x2=True)
+        infer(layer, x, max_pool_2x2=True)
     with pytest.raises(ValueError, match="max_pool_2x2 needs an output of at least 2x2"):
-        layer.infer(x[:, :1], activation="relu", max_pool_2x2=True)
+        infer(layer, x[:, :1], activation="relu", max_pool_2x2=True)
 
 
-def test_conv_called_inside_a_pool_worker_does_not_split_again(monkeypatch):
-    """``parallel.map_parts`` runs parts in its pool: a conv there must not wait on that same pool."""
+def test_predict_called_inside_a_pool_worker_does_not_split_again(monkeypatch):
+    """``parallel.map_parts`` runs parts in its pool: a model predicting there must not wait on that same pool."""
+    import scratch_models
+    from scratch_models.layers import InputLayer
     monkeypatch.setenv("SCRATCH_MODELS_THREADS", "2")
-    monkeypatch.setattr(convolution, "CONV_PARALLEL_MIN_ITEMS", 1)
-    monkeypatch.setattr(convolution, "CONV_PARALLEL_MIN_WORK", 1)
+    monkeypatch.setitem(split_policy.MIN_ITEMS_PER_PART, "convolutional", 1)
     layer = make_conv(16, 8, (3, 3), (1, 1), "same", "relu", True, 8, 8, "float32")
+    weights = layer.get_weights()
+    model = scratch_models.Model.sequential(InputLayer((None, 8, 8, 16)), [layer, MaxPooling2D((2, 2))])
+    model.set_weights(weights)
     x = RNG.random((6, 8, 8, 16), dtype=np.float32)
-    whole = layer.infer(x, max_pool_2x2=True)
+    whole = model.predict(x)
     names = []
 
     def run(part):
         names.append(threading.current_thread().name)
-        return layer.infer(part, max_pool_2x2=True)
+        return model.predict(part)
     parts = parallel.map_parts(run, [x[:3], x[3:]])
     assert np.abs(np.concatenate(parts) - whole).max() <= tol(np.float32, whole)  # other product sizes
     assert any(name.startswith(parallel.THREAD_NAME_PREFIX) for name in names)
@@ -143,6 +156,12 @@ def _randomize(kmodel, seed):
     rng = np.random.default_rng(seed)
     kmodel.set_weights([rng.uniform(0.2, 2.0, w.shape).astype(np.float32) if "variance" in w.path
                         else (rng.standard_normal(w.shape) * 0.4).astype(np.float32) for w in kmodel.weights])
+
+
+def pooled_by_conv_steps(model) -> list:
+    """For each convolution step of the plan, the MaxPooling2D node it took in (None: none)."""
+    return [next((i for i in st.covers if type(model.layers[model.nodes[i].layer]).__name__ == "MaxPooling2D"), None)
+            for st in model.plan().steps if st.name == "conv"]
 
 
 @pytest.mark.parametrize("batch", [1, 5, 40])  # 40 items of 8x8: 640 tiles, the Winograd path
@@ -162,8 +181,7 @@ def test_conv_bn_relu_pool_chains_are_fused_with_keras_numbers(batch, size):
     model = scratch_models.from_keras(kmodel)
     kinds = [type(model.layers[n.layer]).__name__ for n in model.nodes]
     pools = [i for i, k in enumerate(kinds) if k == "MaxPooling2D"]
-    fusions = model._inference_fusions()
-    assert [p for (_, _, p) in fusions.values()] == [pools[0], pools[1], None]
+    assert pooled_by_conv_steps(model) == [pools[0], pools[1], None]
     x = RNG.random((batch, size, size, 3), dtype=np.float32)
     ref = np.asarray(kmodel(x, training=False))
     assert np.abs(model.predict(x) - ref).max() <= 1e-5
@@ -189,26 +207,11 @@ def test_committed_cnn_matches_keras(batch):
     import scratch_models
     model = scratch_models.load(CNN_DIR)
     kinds = [type(model.layers[n.layer]).__name__ for n in model.nodes]
-    assert sum(p is not None for (_, _, p) in model._inference_fusions().values()) == kinds.count("MaxPooling2D") == 3
+    assert sum(p is not None for p in pooled_by_conv_steps(model)) == kinds.count("MaxPooling2D") == 3
     kmodel = keras.saving.load_model(CNN_DIR / "model.keras", compile=False)
     x = np.random.default_rng(batch).random((batch, 32, 32, 3), dtype=np.float32)
     ref = np.asarray(kmodel(x, training=False))
     assert np.abs(model.predict(x) - ref).max() <= 1e-5
-
-
-@pytest.mark.parametrize("parts_of, split_expected", [(lambda k: 2 * k - 1, False), (lambda k: 2 * k, True)])
-def test_batch_is_split_over_threads_only_when_large(parts_of, split_expected, monkeypatch):
-    """Two parts of at least CONV_PARALLEL_MIN_ITEMS items each, or no split at all."""
-    monkeypatch.setenv("SCRATCH_MODELS_THREADS", "2")
-    calls = []
-    real = parallel.map_parts
-    monkeypatch.setattr(parallel, "map_parts", lambda fn, parts: calls.append(len(parts)) or real(fn, parts))
-    n = parts_of(convolution.CONV_PARALLEL_MIN_ITEMS)
-    layer = make_conv(64, 64, (3, 3), (1, 1), "same", "relu", True, 8, 8, "float32")
-    x = RNG.random((n, 8, 8, 64), dtype=np.float32)
-    ref = np.maximum(conv_reference(x, layer.weights["kernel"], layer.weights["bias"], (1, 1), "same"), 0)
-    assert np.abs(layer.infer(x) - ref).max() <= tol(np.float32, ref)
-    assert calls == ([2] if split_expected else [])
 
 
 @pytest.mark.parametrize("training", [False, True])
@@ -226,22 +229,23 @@ def test_the_caller_of_map_parts_counts_as_in_a_part_while_it_computes_its_own()
 
 
 def test_winograd_starts_at_fewer_tiles_inside_a_part_of_a_split_batch():
-    """Inside a part there are no OpenBLAS threads to share im2col's one big product: Winograd wins earlier."""
+    """Inside a part there are no OpenBLAS threads to share im2col's one big product: Winograd wins earlier.
+    The step is told it computes a part (``split``), explicitly, not by the thread it runs on."""
     layer = make_conv(16, 16, (3, 3), (1, 1), "same", "relu", True, 8, 8, "float32")
     shape = (convolution.WINOGRAD_MIN_TILES_IN_PART // 16, 8, 8, 16)  # 16 tiles per 8x8 image
-    assert not layer._winograd_applies(shape)
-    assert parallel.map_parts(lambda s: layer._winograd_applies(s), [shape, shape]) == [True, True]
-    assert not parallel.map_parts(lambda s: layer._winograd_applies(s), [(shape[0] - 1, *shape[1:])] * 2)[0]
+    assert not winograd_applies(layer, shape)
+    assert winograd_applies(layer, shape, split=True)
+    assert not winograd_applies(layer, (shape[0] - 1, *shape[1:]), split=True)
+    assert parallel.map_parts(lambda s: winograd_applies(layer, s), [shape, shape]) == [False, False]
 
 
 @pytest.mark.parametrize("per_part, split_expected", [(lambda k: 2 * k - 1, False), (lambda k: 2 * k, True)])
 def test_cnn_predict_splits_the_whole_forward_pass_once_from_two_parts_of_min_items(per_part, split_expected,
                                                                                      monkeypatch):
-    """A CNN batch of at least 2 x PARALLEL_MIN_ITEMS_PER_PART["convolutional"] images runs the whole network
-    once per part, one part per core (no per-layer splits inside); the numbers are Keras'."""
+    """A CNN batch of at least 2 x MIN_ITEMS_PER_PART["convolutional"] images runs the whole network
+    once per part, one part per core (no per-layer splits inside, none below); the numbers are Keras'."""
     import keras
     import scratch_models
-    from scratch_models import model as model_module
     L = keras.layers
     monkeypatch.setenv("SCRATCH_MODELS_THREADS", "2")
     kmodel = keras.Sequential([keras.Input((16, 16, 3)),
@@ -253,16 +257,11 @@ def test_cnn_predict_splits_the_whole_forward_pass_once_from_two_parts_of_min_it
     model = scratch_models.from_keras(kmodel)
     calls, real = [], parallel.map_parts
     monkeypatch.setattr(parallel, "map_parts", lambda fn, parts: calls.append(len(parts)) or real(fn, parts))
-    monkeypatch.setattr(convolution, "CONV_PARALLEL_MIN_ITEMS", 1)  # a per-layer split would show up in calls
-    monkeypatch.setattr(convolution, "CONV_PARALLEL_MIN_WORK", 1)
-    n = per_part(model_module.PARALLEL_MIN_ITEMS_PER_PART["convolutional"])
+    n = per_part(split_policy.MIN_ITEMS_PER_PART["convolutional"])
     x = RNG.random((n, 16, 16, 3), dtype=np.float32)
     out = model.predict(x)
     assert np.abs(out - np.asarray(kmodel(x, training=False))).max() <= 1e-5
-    if split_expected:
-        assert calls == [2]
-    else:
-        assert calls == [2, 2]  # the model is not split: each of its two convs splits its own batch
+    assert calls == ([2] if split_expected else [])
 
 
 def test_models_without_recurrent_or_conv_layers_are_not_split(monkeypatch):

@@ -1,11 +1,15 @@
-"""The inference-only fast paths (Winograd and buffered im2col Conv2D, offset-wise pooling, fused
-BatchNormalization) against independent float64 references, the training path and Keras."""
+"""The inference plan's fast paths (scratch_models/inference: Winograd and buffered im2col Conv2D, offset-wise
+pooling, BatchNormalization folded or as one affine pass) against independent float64 references, the
+layers' textbook forward and Keras."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from scratch_models.layers import AveragePooling2D, BatchNormalization, Conv2D, MaxPooling2D, convolution
+from scratch_models.inference import conv as convolution
+from scratch_models.inference.conv import ConvStep, conv2d
+from scratch_models.inference.pooling import AffineStep, PoolStep
+from scratch_models.layers import AveragePooling2D, BatchNormalization, Conv2D, MaxPooling2D
 
 RNG = np.random.default_rng(1234)
 
@@ -36,6 +40,17 @@ def conv_reference(x, kernel, bias, strides, padding):
             patch = x[:, oy * sh:oy * sh + kh, ox * sw:ox * sw + kw, :]
             out[:, oy, ox] = np.tensordot(patch, kernel, axes=([1, 2, 3], [0, 1, 2]))
     return out if bias is None else out + bias
+
+
+def winograd_applies(layer, shape, split: bool = False) -> bool:
+    """Whether the plan's convolution step takes Winograd for an input of ``shape``."""
+    return ConvStep(layer).choose(shape, split) == "winograd"
+
+
+def fused_chains(model) -> dict:
+    """{first node's layer: (the other layers of its step)} for every plan step covering several nodes."""
+    return {model.nodes[st.covers[0]].layer: tuple(model.nodes[i].layer for i in st.covers[1:])
+            for st in model.plan().steps if len(st.covers) > 1}
 
 
 def make_conv(c, f, k, strides, padding, activation, use_bias, h, w, dtype):
@@ -79,41 +94,54 @@ def test_conv2d_inference_matches_direct_reference(case, dtype, winograd_min_til
     x = np.maximum(RNG.standard_normal((n, h, w, c)) * 3, 0).astype(dtype)  # ReLU-like activations
     ref = conv_reference(x, layer.weights["kernel"], layer.weights.get("bias"), strides, padding)
     ref = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh, "linear": lambda z: z}[activation](ref)
-    out = layer.forward(x.copy())
+    out = conv2d(layer, x.copy())
     assert out.dtype == np.dtype(dtype) and out.shape == ref.shape
     assert np.abs(out - ref).max() <= tol(dtype, ref)
-    # the training path (unchanged) gives the same values
-    train = layer.forward(x.copy(), training=True)
-    assert np.abs(out - train).max() <= tol(dtype, ref)
+    # the layer's textbook forward, at inference and in training, gives the same values
+    for training in (False, True):
+        assert np.abs(out - layer.forward(x.copy(), training=training)).max() <= tol(dtype, ref)
 
 
 def test_winograd_is_taken_where_it_applies():
     layer = make_conv(64, 8, (3, 3), (1, 1), "same", "linear", False, 8, 8, "float32")
     big = -(-convolution.WINOGRAD_MIN_TILES // 16)  # 16 tiles of 2x2 per 8x8 image
-    assert layer._winograd_applies((big, 8, 8, 64))
-    assert not layer._winograd_applies((big, 7, 8, 64))  # odd height
-    assert not layer._winograd_applies((big, 8, 8, 3))   # too few channels
-    assert not layer._winograd_applies((big - 1, 8, 8, 64))  # too few tiles: im2col
+    assert winograd_applies(layer, (big, 8, 8, 64))
+    assert not winograd_applies(layer, (big, 7, 8, 64))  # odd height
+    assert not winograd_applies(layer, (big, 8, 8, 3))   # too few channels
+    assert not winograd_applies(layer, (big - 1, 8, 8, 64))  # too few tiles: im2col
 
 
 def test_winograd_kernel_follows_weight_changes(monkeypatch):
+    """The plan holds U = G g Gᵀ: replaced weights (set_weights, assignment) are seen at the next predict,
+    and weights changed in place after ``invalidate_plan()`` (training calls it)."""
+    import scratch_models
+    from scratch_models.layers import InputLayer
     monkeypatch.setattr(convolution, "WINOGRAD_MIN_TILES", 1)
     layer = make_conv(32, 16, (3, 3), (1, 1), "same", "linear", True, 8, 8, "float32")
+    weights = layer.get_weights()
+    model = scratch_models.Model.sequential(InputLayer((None, 8, 8, 32)), [layer])
+    model.set_weights(weights)
     x = RNG.random((3, 8, 8, 32), dtype=np.float32)
-    layer.forward(x)
+
+    def check():
+        ref = conv_reference(x, layer.weights["kernel"], layer.weights["bias"], (1, 1), "same")
+        assert np.abs(model.predict(x) - ref).max() <= tol(np.float32, ref)
+    check()
+    assert model.plan().steps[0].fn.choose(x.shape) == "winograd"
     layer.weights["kernel"] *= 2  # in place, as the optimizers update weights
-    ref = conv_reference(x, layer.weights["kernel"], layer.weights["bias"], (1, 1), "same")
-    assert np.abs(layer.forward(x) - ref).max() <= tol(np.float32, ref)
-    layer.set_weights([np.ones_like(layer.weights["kernel"]), layer.weights["bias"]])  # replaced
-    ref = conv_reference(x, layer.weights["kernel"], layer.weights["bias"], (1, 1), "same")
-    assert np.abs(layer.forward(x) - ref).max() <= tol(np.float32, ref)
+    model.invalidate_plan()
+    check()
+    model.set_weights([np.ones_like(layer.weights["kernel"]), layer.weights["bias"]])  # replaced
+    check()
+    layer.weights["kernel"] = -layer.weights["kernel"]  # a new array assigned: the plan notices by itself
+    check()
 
 
 def test_conv2d_inference_does_not_modify_its_input():
     layer = make_conv(16, 8, (3, 3), (1, 1), "same", "relu", True, 6, 6, "float32")
     x = RNG.standard_normal((2, 6, 6, 16)).astype(np.float32)
     before = x.copy()
-    layer.forward(x)
+    conv2d(layer, x)
     np.testing.assert_array_equal(x, before)
 
 
@@ -122,13 +150,14 @@ def test_conv2d_inference_does_not_modify_its_input():
 def test_conv2d_inference_matches_keras(n, h, w, c, f):
     import keras
     layer = make_conv(c, f, (3, 3), (1, 1), "same", "relu", True, h, w, "float32")
-    assert layer._winograd_applies((n, h, w, c)) == (n * h * w >= 4 * convolution.WINOGRAD_MIN_TILES and c >= 16
-                                                     and h % 2 == 0)
+    assert winograd_applies(layer, (n, h, w, c)) == (n * h * w >= 4 * convolution.WINOGRAD_MIN_TILES and c >= 16
+                                                      and h % 2 == 0)
     klayer = keras.layers.Conv2D(f, 3, padding="same", activation="relu")
     klayer.build((None, h, w, c))
     klayer.set_weights([layer.weights["kernel"], layer.weights["bias"]])
     x = np.maximum(RNG.standard_normal((n, h, w, c)) * 3, 0).astype(np.float32)
     ref = np.asarray(klayer(x))
+    assert np.abs(conv2d(layer, x) - ref).max() <= tol(np.float32, ref)
     assert np.abs(layer.forward(x) - ref).max() <= tol(np.float32, ref)
 
 
@@ -160,7 +189,7 @@ def test_pooling_inference_matches_reference(pool, strides, padding, shape, kind
     layer = (MaxPooling2D if kind == "max" else AveragePooling2D)(pool, strides=strides, padding=padding)
     x = RNG.standard_normal(shape).astype(dtype)
     ref = pool_reference(x, pool, layer.strides, padding, kind)
-    out = layer.forward(x)
+    out = np.array(PoolStep(layer, kind)(x))
     assert out.dtype == np.dtype(dtype) and out.shape == ref.shape
     assert np.abs(out - ref).max() <= tol(dtype, ref)
     train = layer.forward(x, training=True)
@@ -186,12 +215,13 @@ def test_batchnorm_inference_matches_formula(shape, scale, center, dtype):
     ref = (x.astype(np.float64) - w["moving_mean"]) / np.sqrt(w["moving_variance"] + 1e-3)
     ref = ref * w["gamma"] if scale else ref
     ref = ref + w["beta"] if center else ref
-    out = layer.forward(x)
-    assert out.dtype == np.dtype(dtype)
-    assert np.abs(out - ref).max() <= tol(dtype, ref)
-    layer.weights["moving_mean"] += 1  # in place: seen at the next call
-    assert np.abs(layer.forward(x) - (ref - (w["gamma"] if scale else 1) / np.sqrt(w["moving_variance"] + 1e-3))).max() \
-        <= tol(dtype, ref)
+    for out in (layer.forward(x), AffineStep(layer)(x)):  # the textbook and the plan's step
+        assert out.dtype == np.dtype(dtype)
+        assert np.abs(out - ref).max() <= tol(dtype, ref)
+    layer.weights["moving_mean"] += 1  # in place: seen by the next call / the next plan
+    shifted = ref - (w["gamma"] if scale else 1) / np.sqrt(w["moving_variance"] + 1e-3)
+    for out in (layer.forward(x), AffineStep(layer)(x)):
+        assert np.abs(out - shifted).max() <= tol(dtype, ref)
 
 
 def _randomize(kmodel, seed):
@@ -213,11 +243,9 @@ def test_conv_batchnorm_relu_are_fused_at_inference_with_keras_numbers(use_bias,
                                L.GlobalAveragePooling2D(), L.Dense(3, activation="softmax")])
     _randomize(kmodel, 3)
     model = scratch_models.from_keras(kmodel)
-    fusions = {model.nodes[i].layer: (model.nodes[j].layer, None if k is None else model.nodes[k].layer)
-               for i, (j, k, _) in model._inference_fusions().items()}
-    conv, bn, act = ([n.layer for n in model.nodes if type(model.layers[n.layer]).__name__ == t]
-                     for t in ("Conv2D", "BatchNormalization", "Activation"))
-    assert fusions == {conv[0]: (bn[0], act[0]), conv[1]: (bn[1], None)}
+    conv, bn, act, dense = ([n.layer for n in model.nodes if type(model.layers[n.layer]).__name__ == t]
+                            for t in ("Conv2D", "BatchNormalization", "Activation", "Dense"))
+    assert fused_chains(model) == {conv[0]: (bn[0], act[0]), conv[1]: (bn[1],)}
     x = RNG.random((batch, 8, 8, 16), dtype=np.float32)
     ref = np.asarray(kmodel(x, training=False))
     assert np.abs(model.predict(x) - ref).max() <= 1e-5
@@ -233,6 +261,6 @@ def test_a_conv_output_read_twice_is_not_fused():
     kmodel = keras.Model(inp, L.Dense(2)(L.Flatten()(out)))
     _randomize(kmodel, 4)
     model = scratch_models.from_keras(kmodel)
-    assert model._inference_fusions() == {}
+    assert fused_chains(model) == {}
     x = RNG.random((5, 6, 6, 4), dtype=np.float32)
     assert np.abs(model.predict(x) - np.asarray(kmodel(x, training=False))).max() <= 1e-5

@@ -1,4 +1,5 @@
-"""Inference over length-sorted ("packed") rows in SimpleRNN/LSTM: the same numbers as Keras' masking.
+"""Inference over length-sorted ("packed") rows in SimpleRNN/LSTM (scratch_models/inference/recurrent.py):
+the same numbers as Keras' masking.
 
 ``packed_order`` is checked on hand-written masks; the packed loop is checked against Keras on post-,
 pre- and mixed padding, forwards and backwards, with and without sequences, and it must really be
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 from engine_helpers import LAYER_TOL, compare, keras, padded_ids, randomize_weights, single_layer_model
-from scratch_models.layers import recurrent
+from scratch_models.inference import recurrent
+from scratch_models.layers import recurrent as recurrent_layers
 
 
 def test_packed_order_of_post_padding():
@@ -59,8 +61,8 @@ def test_packed_inference_matches_keras(cell, options, pattern, monkeypatch):
 @pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_step_into_gives_the_numbers_of_step(cell, dtype):
-    """The in-place inference step and the training step are the same arithmetic, bit for bit."""
-    layer = getattr(recurrent, cell)(6)
+    """The plan's in-place inference step and the layer's training step are the same arithmetic, bit for bit."""
+    layer = getattr(recurrent_layers, cell)(6)
     layer.build((None, 4, 5))
     rng = np.random.default_rng(0)
     layer.set_weights([rng.standard_normal(w.shape) * 0.5 for w in layer.get_weights()])
@@ -69,13 +71,15 @@ def test_step_into_gives_the_numbers_of_step(cell, dtype):
     state = tuple(rng.standard_normal((9, 6)).astype(dtype) for _ in layer.initial_state(9))
     _, expected, _ = layer.step(xw_t, state)
     inplace = tuple(s.copy() for s in state)
-    # step_into works in inference_weights' column order (the LSTM's gate blocks i, f, o, c): find the
+    # The plan's step works in its own column order (the LSTM's gate blocks i, f, o, c): find the
     # permutation by where each recurrent-kernel column went, and feed xw_t in that order.
-    _, rec, _ = layer.inference_weights()
+    step = recurrent.RecurrentStep(layer)
+    rec = step.recurrent_kernel
     own = layer.weights["recurrent_kernel"]
     cols = [int(np.flatnonzero((own == rec[:, [j]]).all(axis=0))[0]) for j in range(rec.shape[1])]
     assert sorted(cols) == list(range(own.shape[1]))
-    layer.step_into(xw_t[:, cols], inplace, np.empty((9, layer.gates * 6), dtype), rec)
+    h, c = inplace if cell == "LSTM" else (inplace[0], None)
+    (step._lstm_step if cell == "LSTM" else step._rnn_step)(xw_t[:, cols], h, c, np.empty((9, layer.gates * 6), dtype))
     for got, want in zip(inplace, expected):
         assert got.dtype == want.dtype and np.array_equal(got, want)
 

@@ -1,0 +1,49 @@
+"""The one batch-split policy: how many parts a batch runs in, and running them.
+
+Rows are independent at inference, and NumPy releases the GIL in its loops and matrix products, so the
+whole forward pass runs once per part in threads, one part per core, each with one BLAS thread (OpenBLAS'
+own threads share a product but leave the element-wise passes, copies and transforms on one core, and
+they spin between products). Each step is told which part it computes (``Part``), explicitly: the
+algorithm choice of a convolution depends on it. Thresholds: reports/engine_speed_notes.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import parallel
+from ..threads import single_threaded_blas
+
+#: Smallest part worth a thread of its own, by the kind of model (a batch of N runs in at most
+#: N // that parts). Other models are not split.
+MIN_ITEMS_PER_PART = {"recurrent": 128, "convolutional": 4}
+
+
+@dataclass(frozen=True)
+class Part:
+    """What a step needs to know about the part of the batch it computes."""
+    arena: object          # memory.Arena (or memory.Fresh)
+    count: int = 1         # parts the batch was split into
+    single_blas: bool = False  # already under single_threaded_blas()
+
+    @property
+    def split(self) -> bool:
+        return self.count > 1
+
+
+def parts_for(kind: str | None, n: int) -> int:
+    """Parts for a batch of ``n`` items of a model of ``kind`` ('recurrent', 'convolutional' or None)."""
+    min_items = MIN_ITEMS_PER_PART.get(kind) if kind else None
+    if not min_items or parallel.in_worker():  # called from a part already: the cores are taken
+        return 1
+    return max(1, min(parallel.cores(), n // min_items))
+
+
+def run_split(walk, x: np.ndarray, parts: int, arenas) -> np.ndarray:
+    """``walk(x_part, Part)`` on ``parts`` near-equal row ranges in threads, concatenated."""
+    def one(xs):
+        with arenas.take() as arena:
+            return np.array(walk(xs, Part(arena, parts, single_blas=True)))  # a copy: the arena is reused
+    with single_threaded_blas():
+        return np.concatenate(parallel.map_parts(one, np.array_split(x, parts)))
