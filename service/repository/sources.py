@@ -110,6 +110,13 @@ def _export(name: str, version: int, folder: Path, manifest: dict) -> Resolved:
             files = {**files, "vectorizer.json": recorded}
         except (BackendLoadError, KeyError, TypeError) as exc:
             raise BackendLoadError(f"no checksum for vectorizer.json in {MANIFEST} or architecture.json ({exc})") from None
+    if manifest.get("format") == conversion.FORMAT:  # written by `scratch-serve convert`: the source file beside it
+        scratch = manifest.get("scratch") or {}
+        source = folder / str((manifest.get("source") or {}).get("file", "model.keras"))
+        vectorizer = folder / "vectorizer.json" if "vectorizer.json" in files else None
+        return Resolved(ModelFiles(name, version, manifest, source if source.exists() else None,
+                                   folder if scratch.get("status") == "ok" else None, files,
+                                   scratch_reason=scratch.get("reason")), spec, vectorizer, "converted")
     keras_file = folder / "model.keras"
     return Resolved(ModelFiles(name, version, manifest, keras_file if keras_file.exists() else None, folder, files),
                     spec, vectorizer, "export")
