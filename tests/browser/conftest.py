@@ -110,7 +110,7 @@ PEER_MODELS = Path(os.environ.get("PEER_MODELS", ROOT.parent / "shared" / "fixtu
 @pytest.fixture(scope="session")
 def repository_server(tmp_path_factory, real_data_dir):
     """A model repository unlike the committed one: our rnn, a person's bare Keras SimpleRNN (+ its vectorizer
-    file; converted at start-up), and a model whose manifest is broken."""
+    file; converted at start-up), and an "lstm" whose manifest is broken."""
     peer = [PEER_MODELS / "rnn_bi24_spatialdropout.keras", PEER_MODELS / "rnn_bi24_spatialdropout_vectorizer.keras"]
     if not all(p.is_file() for p in peer):
         pytest.skip(f"peer models not found under {PEER_MODELS}")
@@ -119,8 +119,8 @@ def repository_server(tmp_path_factory, real_data_dir):
     (repo / "peer-rnn").mkdir()
     for p in peer:
         shutil.copyfile(p, repo / "peer-rnn" / p.name)
-    (repo / "broken").mkdir()
-    (repo / "broken" / "manifest.json").write_text("{not json")
+    (repo / "lstm").mkdir()  # a name /parity covers, but nothing to load
+    (repo / "lstm" / "manifest.json").write_text("{not json")
     server = _launch(repo.parent / f"{repo.name}.log", DATA_DIR=str(real_data_dir), MODEL_REPOSITORY=str(repo),
                      CONVERT_CACHE=str(repo.parent / f"{repo.name}-cache"))
     try:

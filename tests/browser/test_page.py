@@ -375,19 +375,18 @@ def test_page_weight_and_time_to_interactive(server, new_page, figures_dir):
 
 
 def test_the_page_follows_whatever_the_repository_holds(repository_server, new_page):
-    """Not the committed three: our rnn, a person's bare Keras SimpleRNN, a broken folder. Every model gets a
-    card; the person's model is one of the text models and both its backends' numbers are the API's; parity
-    runs where /parity can, and says why not elsewhere."""
+    """Not the committed three: our rnn, a person's bare Keras SimpleRNN, an lstm folder that fails to load.
+    Every model gets a card; the person's model is one of the text models and both its backends' numbers are
+    the API's; parity runs where /parity can, and says why not elsewhere."""
     base = repository_server.base_url
     models = httpx.get(base + "/models").json()["models"]
-    assert set(models) == {"rnn", "peer-rnn", "broken"}
+    assert set(models) == {"rnn", "peer-rnn", "lstm"} and models["lstm"]["state"] != "ready"
     w = new_page(base)
     w.page.goto(base + "/")
     page = w.page
     page.wait_for_selector("html[data-ready=true]")
     assert page.locator("#model-cards .card").count() == 3
-    broken = page.locator("#model-cards .card[data-model=broken]").inner_text()
-    assert models["broken"]["state"] != "ready" and models["broken"]["reason"] in broken
+    assert models["lstm"]["reason"] in page.locator("#model-cards .card[data-model=lstm]").inner_text()
     assert sorted(page.locator("#text-model option").all_inner_texts()) == ["peer-rnn v1", "rnn v1"]
     assert page.locator("#image-model").is_disabled()
     page.select_option("#text-model", "peer-rnn")
@@ -399,8 +398,12 @@ def test_the_page_follows_whatever_the_repository_holds(repository_server, new_p
     for b in BACKENDS:
         assert_column_equals_api(shown_backend(page.locator(f"#text-result [data-backend={b}]")), api[b], 0, 3)
     wait_parity(page)
-    assert page.locator(".parity[data-model=rnn]").get_attribute("data-state") == "done"
-    assert page.locator(".parity[data-model=peer-rnn]").get_attribute("data-state") == "skipped"
-    assert "is not one of them" in page.locator(".parity[data-model=peer-rnn]").inner_text()
-    assert page.locator(".parity[data-model=broken]").get_attribute("data-state") == "skipped"
+    panel = lambda name: page.locator(f".parity[data-model='{name}']")  # noqa: E731
+    assert panel("rnn").get_attribute("data-state") == "done"
+    assert panel("peer-rnn").get_attribute("data-state") == "skipped"
+    assert "is not one of them" in panel("peer-rnn").inner_text()
+    assert panel("lstm").get_attribute("data-state") == "error"
+    reason = models["lstm"]["backends"]["keras"]["reason"]
+    assert panel("lstm").inner_text().startswith("lstm v1") and f"it needs both backends (keras: {reason}" in \
+        panel("lstm").inner_text()
     assert w.console_errors == [] and w.page_errors == [] and w.foreign_requests == []
