@@ -59,13 +59,46 @@ def _tensor_ref(value) -> tuple | None:
 
 
 def _args(value):
-    """Config arguments -> tensor refs (tuples), lists of them, or plain constants."""
+    """Config arguments -> tensor refs (tuples), lists of them, or constants: Keras' ``__tensor__``
+    (a constant array, e.g. a position embedding folded at graph construction) as an ndarray, its
+    ``__slice__`` (an index of ``x[...]``) as a slice."""
     ref = _tensor_ref(value)
     if ref is not None:
         return ref
+    if isinstance(value, dict) and value.get("class_name") == "__tensor__":
+        return np.asarray(value["config"]["value"], value["config"].get("dtype") or "float32")
+    if isinstance(value, dict) and value.get("class_name") == "__slice__":
+        c = value["config"]
+        return slice(c.get("start"), c.get("stop"), c.get("step"))
+    if isinstance(value, dict) and value.get("class_name") == "__ellipsis__":
+        return Ellipsis
     if isinstance(value, (list, tuple)):
         return [_args(v) for v in value]
     return value
+
+
+#: Call keyword arguments that change nothing at inference when they have these values.
+HARMLESS_CALL_KWARGS = {"return_attention_scores": (False, None), "use_causal_mask": (False, None),
+                        "initial_state": (None,), "attention_mask": (None,), "key": (None,)}
+
+
+def _call_kwargs(name: str, cls_name: str, layer, kwargs: dict) -> tuple[list | None, dict]:
+    """A node's call kwargs -> (the query when passed by name, the kwargs the layer takes); anything
+    else (e.g. ``return_attention_scores=True``) is refused by name."""
+    taken, query = {}, None
+    accepted = getattr(layer, "call_args", ())
+    for key, value in kwargs.items():
+        if key in ("mask", "training"):
+            continue
+        if key == "query" and cls_name == "MultiHeadAttention":
+            query = _args(value)
+        elif key in HARMLESS_CALL_KWARGS and value in HARMLESS_CALL_KWARGS[key] and not isinstance(value, dict):
+            continue
+        elif key in accepted:
+            taken[key] = _args(value)
+        else:
+            raise UnsupportedLayerError(name, cls_name, f"call argument `{key}`={value!r}")
+    return query, taken
 
 
 def from_keras(keras_model) -> Model:
@@ -96,7 +129,7 @@ def from_keras(keras_model) -> Model:
                 continue
             module = spec.get("module") or ""
             if module.startswith("keras.src.ops") or module.startswith("keras.ops"):
-                layers[name] = Op(cls_name, name)
+                layers[name] = Op(cls_name, name, spec["config"])
             else:
                 klayer = keras_model.get_layer(name)
                 _refuse_nested(klayer)
@@ -109,10 +142,11 @@ def from_keras(keras_model) -> Model:
                     args = [[(e[0], int(e[1]), int(e[2])) for e in inbound]]
                     kwargs = inbound[0][3] if inbound and len(inbound[0]) > 3 else {}
                 mask = _tensor_ref(kwargs.get("mask")) if isinstance(kwargs, dict) else None
-                extra = sorted(k for k in (kwargs or {}) if k not in ("mask", "training"))
-                if extra:
-                    raise UnsupportedLayerError(name, cls_name, f"call arguments {extra}")
-                nodes.append(Node(name, index, list(args), mask))
+                query, taken = _call_kwargs(name, cls_name, layers[name], kwargs or {})
+                args = list(args) if query is None else [query, *args]
+                if "value" in taken and len(args) == 1:  # MultiHeadAttention(query=..., value=...): positional
+                    args.append(taken.pop("value"))
+                nodes.append(Node(name, index, args, mask, taken))
         outputs = [_tensor_ref(o) or tuple(o) for o in _listify(config["output_layers"])]
         if len(inputs) != 1:
             raise UnsupportedLayerError(keras_model.name, class_name, f"{len(inputs)} input layers")

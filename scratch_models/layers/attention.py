@@ -34,6 +34,7 @@ class MultiHeadAttention(Layer):
                "use_gate": (False, None), "sliding_window": (None,), "flash_attention": (None, False)}
     #: Call arguments a functional graph may pass (positional after the query: value, key).
     call_args = ("value", "key", "attention_mask", "use_causal_mask")
+    masks_each_argument = True  # ``mask`` is the query's Keras mask; value_mask/key_mask the others'
 
     def __init__(self, num_heads: int, key_dim: int, value_dim: int | None = None, dropout: float = 0.0,
                  use_bias: bool = True, output_shape=None, name: str | None = None, **_ignored):

@@ -104,6 +104,8 @@ def depthwise_forward(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads
         raise ValueError(f"Expected an input of at least the dilated kernel's extent, received {(h, w)} "
                          f"for kernel {(kh, kw)} with dilation {tuple(dilation)}")
     out = np.zeros((n, ho, wo, c, m), x.dtype)
+    term = np.empty_like(out)  # one product buffer for all offsets
     for k, region in offsets((kh, kw), strides, dilation, (ho, wo)):
-        out += xp[region][..., None] * kernel[k // kw, k % kw]
+        np.multiply(xp[region][..., None], kernel[k // kw, k % kw], out=term)
+        out += term
     return out.reshape(n, ho, wo, c * m)

@@ -43,10 +43,6 @@ class GRU(_Recurrent):
     def input_bias(self):
         return self.weights["bias"][0] if self.reset_after else self.weights["bias"]
 
-    def inference_weights(self):
-        bias = self.weights.get("bias")
-        return self.weights["kernel"], self.weights["recurrent_kernel"], None if bias is None else self.input_bias()
-
     def step(self, xw_t, state):
         """xw_t: (N, 3u) the input projection with its bias; state (h,) -> (h', (h',), cache)."""
         h, u = state[0], self.units
