@@ -76,6 +76,10 @@ def inspect(container: str, fmt: str) -> str:
     return run("podman", "inspect", "--format", fmt, container).stdout.strip()
 
 
+def image_inspect(tag: str, fmt: str) -> str:
+    return run("podman", "image", "inspect", "--format", fmt, tag).stdout.strip()
+
+
 def png_body() -> dict:
     from PIL import Image
 
@@ -101,12 +105,12 @@ def images():
     t0 = time.monotonic()
     build = run("bash", "deploy/build_images.sh", "nginx", "full", "slim", timeout=3600, check=False)
     assert build.returncode == 0, build.stderr[-5000:]
-    sizes = {tag: int(inspect(tag, "{{.Size}}")) for tag in ("scratch-serve:latest", "scratch-serve:slim")}
+    sizes = {tag: int(image_inspect(tag, "{{.Size}}")) for tag in ("scratch-serve:latest", "scratch-serve:slim")}
     record(build_seconds=round(time.monotonic() - t0, 1), image_bytes=sizes)
     # the HEALTHCHECK survives (docker format) and the images run as the non-root user
     for tag in sizes:
-        assert "service.healthcheck" in inspect(tag, "{{json .Config.Healthcheck}}")
-        assert inspect(tag, "{{.Config.User}}") == "app"
+        assert "service.healthcheck" in image_inspect(tag, "{{json .Config.Healthcheck}}")
+        assert image_inspect(tag, "{{.Config.User}}") == "app"
     return sizes
 
 

@@ -42,7 +42,7 @@ def test_compose_builds_the_image_and_publishes_port_8000(service):
 
 def test_compose_healthcheck_polls_ready(service):
     hc = service["healthcheck"]
-    assert hc["test"] == ["CMD", "python", "-m", "service.healthcheck"]  # /ready on 127.0.0.1:$PORT, tested below
+    assert hc["test"] == "python -m service.healthcheck"  # CMD-SHELL: /ready on 127.0.0.1:$PORT, tested below
     for key in ("interval", "timeout", "retries", "start_period"):
         assert key in hc
 
@@ -153,7 +153,7 @@ def test_scale_profile_environment_names_are_settings(scale):
 
 def test_scale_profile_health_checks(scale):
     hc = scale["app"]["healthcheck"]
-    assert hc["test"] == ["CMD", "python", "-m", "service.healthcheck"]
+    assert hc["test"] == "python -m service.healthcheck"
     lb = scale["lb"]
     assert lb["depends_on"]["app"]["condition"] == "service_healthy"
     assert lb["healthcheck"]["test"][0] == "CMD" and any("/lb-health" in part for part in lb["healthcheck"]["test"])
