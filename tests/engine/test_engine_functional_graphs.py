@@ -134,3 +134,21 @@ def test_bidirectional_return_state_is_refused():
     with pytest.raises(UnsupportedLayerError) as info:
         scratch_models.from_keras(model)
     assert "bi_state" in str(info.value) and "return_state" in str(info.value)
+
+
+def test_saved_keras_file_round_trip(tmp_path):
+    """The same graph from a saved .keras file (configs as JSON: lists, not tuples; the folded position
+    embedding as a __tensor__): GRU with initial_state, MultiHeadAttention, LayerNormalization, Conv1D, ops."""
+    inp = keras.Input((T,), dtype="int32")
+    x = L.Embedding(VOCAB, 6, mask_zero=True)(inp) + L.Embedding(T, 6)(ops.arange(0, T))
+    x = L.LayerNormalization()(L.Add()([x, L.MultiHeadAttention(2, 3, output_shape=(6,))(x, x)]))
+    _, h = L.GRU(4, return_state=True)(x)
+    y = L.GRU(4, return_sequences=True, reset_after=False)(L.Conv1D(5, 3, padding="causal")(x), initial_state=[h])
+    y = ops.mean(y[:, 1:], axis=1)
+    model = finish(inp, L.Dense(3, activation="softmax")(y), 57, scale=0.3)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    ours = scratch_models.load_keras(path)
+    x_ids = ids("right", 57)
+    ref = np.asarray(model(x_ids, training=False))
+    assert np.abs(ours.predict(x_ids) - ref).max() <= 1e-5
