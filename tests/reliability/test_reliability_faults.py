@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from reliability_helpers import TEXTS, Service, children, max_batch_body
+from reliability_helpers import ROOT, TEXTS, Service, children, max_batch_body
 
 pytestmark = pytest.mark.slow
 
@@ -119,5 +119,55 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_the_service_keeps_answerin
             statuses = {client.post("/predict/lstm?backend=keras", json={"texts": TEXTS[:1]},
                                     headers={"Connection": "close"}).status_code for _ in range(20)}
         assert statuses == {200}
+    finally:
+        service.stop()
+
+
+def test_corrupt_new_weights_are_refused_on_reload_while_the_old_version_keeps_serving(tmp_path):
+    """A model repository with cnn version 1 (the committed weights); under predict load a version 2 appears
+    whose weights.npz is corrupt (not what its manifest's sha256 says), and an admin asks for a reload: the
+    answer says version 2 failed and why, and every predict before, during and after is served by version 1."""
+    import json
+    import shutil
+
+    repo = tmp_path / "repository"
+    shutil.copytree(ROOT / "weights" / "cnn", repo / "cnn" / "1")
+    service = Service(tmp_path / "service.log", MODEL_REPOSITORY=str(repo), WEIGHTS_DIR=str(repo),
+                      ADMIN_TOKEN="s3cret", BACKENDS="scratch")
+    try:
+        service.wait_ready()
+        image = max_batch_body("cnn", 1)
+        v1 = httpx.post(service.url + "/predict/cnn", json=image, timeout=60).json()
+        stop, outcomes = threading.Event(), []
+
+        def load() -> None:
+            with httpx.Client(base_url=service.url, timeout=60) as client:
+                while not stop.is_set():
+                    r = client.post("/predict/cnn", json=image)
+                    outcomes.append((r.status_code, r.json().get("model_sha256"), r.json().get("version")))
+
+        senders = [threading.Thread(target=load) for _ in range(3)]
+        for t in senders:
+            t.start()
+        shutil.copytree(repo / "cnn" / "1", repo / "cnn" / "2")
+        corrupt = repo / "cnn" / "2" / "weights.npz"
+        data = bytearray(corrupt.read_bytes())
+        data[len(data) // 2:len(data) // 2 + 64] = b"\xff" * 64  # same size, other bytes: the sha256 differs
+        corrupt.write_bytes(bytes(data))
+        r = httpx.post(service.url + "/repository/models/cnn/load", headers={"Authorization": "Bearer s3cret"},
+                       timeout=300)
+        time.sleep(1)
+        stop.set()
+        for t in senders:
+            t.join(timeout=60)
+        assert r.status_code == 200, r.text
+        rows = {row["version"]: row for row in r.json()["versions"]}
+        print(f"reload with a corrupt version 2: {json.dumps(rows)}; {len(outcomes)} predicts during it")
+        assert rows[2]["state"] != "READY" and rows[2].get("reason"), rows
+        assert rows[1]["state"] == "READY"
+        assert outcomes and {o[0] for o in outcomes} == {200}, set(outcomes)
+        assert {o[1] for o in outcomes} == {v1["model_sha256"]}, "version 1 served throughout"
+        after = httpx.post(service.url + "/predict/cnn", json=image, timeout=60).json()
+        assert after["model_sha256"] == v1["model_sha256"] and after["predictions"] == v1["predictions"]
     finally:
         service.stop()
