@@ -171,3 +171,52 @@ def test_corrupt_new_weights_are_refused_on_reload_while_the_old_version_keeps_s
         assert after["model_sha256"] == v1["model_sha256"] and after["predictions"] == v1["predictions"]
     finally:
         service.stop()
+
+
+def test_parity_cold_calls_do_not_starve_predicts(tmp_path):
+    """Three cold /parity calls (test split loaded, both backends run over it) while predicts keep coming: the
+    predicts go on being answered while the parity calls run, and every parity call is answered too."""
+    import os
+    from pathlib import Path
+
+    data = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data"))
+    if not (data / "nusax-sentiment").is_dir():
+        pytest.skip(f"no NusaX data under {data} (set DATA_DIR)")
+    service = Service(tmp_path / "service.log", DATA_DIR=str(data.resolve()))
+    try:
+        service.wait_ready()
+        stop, predicts, parity = threading.Event(), [], []
+
+        def load() -> None:
+            with httpx.Client(base_url=service.url, timeout=120) as client:
+                while not stop.is_set():
+                    t0 = time.monotonic()
+                    r = client.post("/predict/lstm?backend=scratch", json={"texts": TEXTS[:1]})
+                    predicts.append((t0, time.monotonic() - t0, r.status_code))
+
+        def cold(arch: str) -> None:
+            t0 = time.monotonic()
+            r = httpx.get(f"{service.url}/parity", params={"arch": arch, "limit": 200}, timeout=600)
+            parity.append((arch, t0, time.monotonic(), r.status_code))
+
+        senders = [threading.Thread(target=load) for _ in range(3)]
+        for t in senders:
+            t.start()
+        time.sleep(1)
+        calls = [threading.Thread(target=cold, args=(a,)) for a in ("cnn", "rnn", "lstm")]
+        for t in calls:
+            t.start()
+        for t in calls:
+            t.join(timeout=600)
+        stop.set()
+        for t in senders:
+            t.join(timeout=120)
+        start, end = min(p[1] for p in parity), max(p[2] for p in parity)
+        during = [p for p in predicts if start <= p[0] <= end]
+        print(f"/parity cold x3: {[(a, round(e - s, 1), c) for a, s, e, c in parity]}; predicts during them: "
+              f"{len(during)}, max latency {max(p[1] for p in during) * 1000:.0f} ms")
+        assert [p[3] for p in parity] == [200, 200, 200]
+        assert {p[2] for p in predicts} == {200}
+        assert len(during) >= 10, "predicts kept being answered while the parity calls ran"
+    finally:
+        service.stop()
