@@ -152,3 +152,37 @@ def test_saved_keras_file_round_trip(tmp_path):
     x_ids = ids("right", 57)
     ref = np.asarray(model(x_ids, training=False))
     assert np.abs(ours.predict(x_ids) - ref).max() <= 1e-5
+
+
+@pytest.mark.parametrize("which", ["cnn_blocks", "sequence"])
+def test_scratch_artifact_of_new_layers(which, tmp_path):
+    """scratch_models.artifact save/load (architecture JSON + weights) keeps every new layer's config."""
+    from scratch_models import artifact
+    if which == "cnn_blocks":
+        inp = keras.Input((10, 10, 3))
+        y = L.Rescaling(0.5, offset=-1.0)(inp)
+        y = L.ZeroPadding2D(((0, 1), (1, 0)))(y)
+        y = L.SeparableConv2D(6, 3, depth_multiplier=2, dilation_rate=2, padding="same")(y)
+        y = L.DepthwiseConv2D(3, strides=2, depth_multiplier=2, use_bias=False)(y)
+        y = L.ReLU(max_value=6.0)(L.Conv2D(6, 3, groups=3, dilation_rate=(1, 2), padding="same")(y))
+        y = L.UpSampling2D((1, 2))(L.Cropping2D(((1, 0), (0, 1)))(y))
+        y = L.Activation("hard_swish")(L.LayerNormalization(axis=(1, 2))(y))
+        y = L.Reshape((-1, 6))(y)
+        y = L.Permute((2, 1))(L.UnitNormalization()(y))
+        out = L.Dense(3, activation="softmax")(L.Flatten()(y))
+        x = np.random.default_rng(58).standard_normal((2, 10, 10, 3)).astype(np.float32)
+    else:
+        inp = keras.Input((T,), dtype="int32")
+        y = L.Embedding(VOCAB, 6, mask_zero=True)(inp)
+        y = L.MultiHeadAttention(2, 3, value_dim=2, output_shape=(5,))(y, y)
+        y = L.Conv1D(4, 2, padding="causal", dilation_rate=2)(L.Masking()(y))
+        y = L.AveragePooling1D(2, padding="same")(y)
+        out = L.Dense(3, activation="softmax")(L.GRU(3, reset_after=False, go_backwards=True)(L.RepeatVector(3)(
+            L.Flatten()(y))))
+        x = ids("right", 58)
+    model = finish(inp, out, 58, scale=0.3)
+    ours = scratch_models.from_keras(model)
+    artifact.save(ours, tmp_path / "a")
+    again = artifact.load(tmp_path / "a")
+    np.testing.assert_array_equal(again.predict(x), ours.predict(x))
+    compare(model, x)
