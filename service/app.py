@@ -40,6 +40,9 @@ which must agree.
   batching, `DYNAMIC_BATCHING`, `BATCH_WAIT_MS`); `X-Batch-Size` says how many items that pass held.
   Each request still gets exactly its own results.
 * `GET /metrics`: Prometheus text format (requests, latencies, batch sizes per arch and backend).
+* The standard protocols too: the Open Inference Protocol v2 under `/v2` (KServe, Triton, MLServer; with
+  Triton's binary tensor data, so `tritonclient` works unchanged) and TF Serving's REST API under
+  `/v1/models`; their errors are `{"error": "..."}`.
 """
 
 
