@@ -220,3 +220,24 @@ def test_parity_cold_calls_do_not_starve_predicts(tmp_path):
         assert len(during) >= 10, "predicts kept being answered while the parity calls ran"
     finally:
         service.stop()
+
+
+def test_python_m_service_hands_its_settings_to_uvicorn(monkeypatch):
+    """GRACEFUL_SHUTDOWN_S, KEEP_ALIVE_S and WORKERS reach uvicorn.run (the SIGTERM test above relies on it)."""
+    import uvicorn
+
+    from service import __main__ as entry
+    from service.settings import get_settings
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    monkeypatch.setenv("GRACEFUL_SHUTDOWN_S", "7")
+    monkeypatch.setenv("KEEP_ALIVE_S", "11")
+    monkeypatch.setenv("WORKERS", "3")
+    get_settings.cache_clear()
+    try:
+        entry.main()
+    finally:
+        get_settings.cache_clear()
+    assert seen["app"] == "service.app:app"
+    assert (seen["timeout_graceful_shutdown"], seen["timeout_keep_alive"], seen["workers"]) == (7, 11, 3)
