@@ -5,7 +5,11 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool, StrictFloat, StrictInt, StrictStr
+from fastapi.exceptions import RequestValidationError
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool, StrictFloat, StrictInt, StrictStr,
+                      ValidationError)
+
+from ..errors import validation_error
 
 Parameter = StrictStr | StrictBool | StrictInt | StrictFloat
 Parameters = dict[str, Parameter]
@@ -167,6 +171,14 @@ class TFPredictRequest(BaseModel):
 class TFPredictResponse(BaseModel):
     predictions: list | None = Field(None, description="Row format: each instance's class probabilities.")
     outputs: list | None = Field(None, description="Columnar format: the probabilities tensor [N, C].")
+
+
+def parse(model: type[BaseModel], value: dict) -> BaseModel:
+    """``value`` as ``model``, or the service's 4xx naming the first bad field (``inputs[0].shape``)."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise validation_error(RequestValidationError(exc.errors())) from None
 
 
 def inline_schema(model: type[BaseModel]) -> dict:

@@ -18,18 +18,16 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from .. import inputs
 from ..deps import InferenceDep, RegistryDep, SettingsDep
-from ..errors import InvalidInput, NotReady, validation_error
+from ..errors import InvalidInput, NotReady
 from ..protocols import network, repository
 from ..protocols.datatypes import fail
 from ..protocols.schemas import (ProtocolError, TFDim, TFMetadataBody, TFModelMetadata, TFModelSpec, TFModelStatus,
                                  TFModelVersionStatus, TFPredictRequest, TFPredictResponse, TFSignatureDef,
-                                 TFSignatureDefs, TFStatus, TFTensorInfo, TFTensorShape, inline_schema)
+                                 TFSignatureDefs, TFStatus, TFTensorInfo, TFTensorShape, inline_schema, parse)
 from ..schemas import BackendName
 from ..settings import Settings
 
@@ -199,10 +197,7 @@ def parse_body(raw: bytes) -> TFPredictRequest:
                            code="malformed_json") from None
     if not isinstance(value, dict):
         raise fail("body", f"must be a JSON object, received {type(value).__name__}")
-    try:
-        return TFPredictRequest.model_validate(value)
-    except ValidationError as exc:
-        raise validation_error(RequestValidationError(exc.errors())) from None
+    return parse(TFPredictRequest, value)
 
 
 async def predict_model(name: str, version: str | None, backend: BackendName | None, request: Request, registry,

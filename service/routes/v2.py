@@ -15,18 +15,16 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Path, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from .. import inputs
 from ..deps import InferenceDep, RegistryDep, SettingsDep
-from ..errors import NotReady, validation_error
+from ..errors import NotReady
 from ..protocols import binary, network, repository
 from ..protocols.datatypes import check_datatype, element_count, fail, from_binary, from_json, to_binary, to_json
 from ..protocols.schemas import (InferenceRequest, InferenceResponse, MetadataTensor, ModelMetadata, ProtocolError,
-                                 RequestInput, ServerMetadata, inline_schema)
+                                 RequestInput, ServerMetadata, inline_schema, parse)
 from ..schemas import BackendName
 from ..settings import Settings
 
@@ -132,13 +130,6 @@ async def metadata_version(name: NameParam, version: VersionParam, registry: Reg
 
 
 # ------------------------------------------------------------------ inference
-def parse_request(header: dict) -> InferenceRequest:
-    try:
-        return InferenceRequest.model_validate(header)
-    except ValidationError as exc:
-        raise validation_error(RequestValidationError(exc.errors())) from None
-
-
 def backend_name(req: InferenceRequest, settings: Settings) -> str:
     name = (req.parameters or {}).get("backend", settings.default_backend)
     known = [b.value for b in BackendName]
@@ -209,7 +200,7 @@ async def infer_model(name: str, version: str | None, request: Request, registry
                       inference) -> Response:
     body = await request.body()
     header, rest = binary.split_body(body, request.headers.get(binary.HEADER))
-    req = parse_request(header)
+    req = parse(InferenceRequest, header)
     ref = repository.resolve(registry, name, version)
     chosen = backend_name(req, settings)
     request.state.metric_labels = (ref.name, chosen, "v2")
