@@ -103,7 +103,8 @@ def _data_batches(entry, data: Path | None, n: int):
         return random_inputs(spec, n), f"{n} random inputs"
     if spec.kind == "image":
         from .inputs import decode_images
-        files = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:n]
+        files = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        files = files[::max(1, len(files) // n)][:n]   # spread over the folder (every class of a split)
         if not files:
             raise CliError(f"no PNG/JPEG files under {data}")
         import base64
