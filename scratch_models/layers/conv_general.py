@@ -108,4 +108,21 @@ def depthwise_forward(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads
     for k, region in offsets((kh, kw), strides, dilation, (ho, wo)):
         np.multiply(xp[region][..., None], kernel[k // kw, k % kw], out=term)
         out += term
-    return out.reshape(n, ho, wo, c * m)
+    return out.reshape(n, ho, wo, c * m), Cache(x_shape=x.shape, xp=xp, pads=pads, out_hw=(ho, wo),
+                                                strides=tuple(strides), dilation=tuple(dilation))
+
+
+def depthwise_backward(dz: np.ndarray, kernel: np.ndarray, c) -> tuple[np.ndarray, np.ndarray]:
+    """dz: (N, Ho, Wo, C*M) w.r.t. the output of ``depthwise_forward`` -> (dx (N, H, W, C), dkernel
+    (kh, kw, C, M)): per offset, ``dkernel[i, j] = Σ x_window * dz`` and ``dx_window += Σ_m dz * kernel[i, j]``."""
+    kh, kw, ch, m = kernel.shape
+    n, (ho, wo) = dz.shape[0], c.out_hw
+    d = dz.reshape(n, ho, wo, ch, m)
+    dkernel = np.empty_like(kernel)
+    dxp = np.zeros(c.xp.shape, dz.dtype)
+    for k, region in offsets((kh, kw), c.strides, c.dilation, (ho, wo)):
+        dkernel[k // kw, k % kw] = np.einsum("nhwc,nhwcm->cm", c.xp[region], d)
+        dxp[region] += (d * kernel[k // kw, k % kw]).sum(axis=-1)
+    (pt, _), (pl, _) = c.pads
+    h, w = c.x_shape[1:3]
+    return dxp[:, pt:pt + h, pl:pl + w], dkernel

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations
-from .base import Layer, check_choice, check_positive_int, pair
-from .conv_general import conv_out_size, conv_pads, depthwise_forward
+from .base import Cache, Layer, check_choice, check_positive_int, pair
+from .conv_general import conv_out_size, conv_pads, depthwise_backward, depthwise_forward
 
 CONV_OPTIONS = {"kernel_size": None, "strides": None, "padding": ("valid", "same"), "depth_multiplier": None,
                 "data_format": (None, "channels_last"), "dilation_rate": None, "activation": None, "use_bias": None}
@@ -64,17 +64,29 @@ class DepthwiseConv2D(Layer):
         return tuple(conv_pads(s, k, st, d, self.padding)
                      for s, k, st, d in zip(x_shape[1:3], self.kernel_size, self.strides, self.dilation_rate))
 
-    def depthwise(self, x: np.ndarray) -> np.ndarray:
+    def depthwise(self, x: np.ndarray):
+        """(N, Ho, Wo, C*M) and what ``depthwise_backward`` needs."""
         return depthwise_forward(np.asarray(x, self.dtype), self.weights[self.depthwise_key], self.strides,
                                  self.dilation_rate, self._pads(x.shape))
 
     def forward(self, x, mask=None, training=False):
-        if training:
-            raise NotImplementedError(f"{type(self).__name__}.backward is not implemented (inference only)")
-        z = self.depthwise(x)
+        z, conv = self.depthwise(x)
         if self.use_bias:
             z += self.weights["bias"]
-        return self.act(z)
+        y = self.act(z)
+        if training:
+            self.cache = Cache(conv=conv, z=z, y=y)
+        return y
+
+    def backward(self, dout, pre_activation: bool = False):
+        """dout: (N, Ho, Wo, C*M) -> dx (N, H, W, C); grads of the depthwise kernel and bias."""
+        c = self.cache
+        dz = dout if pre_activation else activations.backward(self.activation, dout, c.z, c.y)
+        dx, dkernel = depthwise_backward(dz, self.weights[self.depthwise_key], c.conv)
+        self.grads = {self.depthwise_key: dkernel}
+        if self.use_bias:
+            self.grads["bias"] = dz.sum(axis=(0, 1, 2))
+        return dx
 
 
 class SeparableConv2D(DepthwiseConv2D):
@@ -105,9 +117,24 @@ class SeparableConv2D(DepthwiseConv2D):
         return (input_shape[0], *self._spatial_out(input_shape), self.filters)
 
     def forward(self, x, mask=None, training=False):
-        if training:
-            raise NotImplementedError("SeparableConv2D.backward is not implemented (inference only)")
-        z = self.depthwise(x) @ self.weights["pointwise_kernel"][0, 0]
+        d, conv = self.depthwise(x)
+        z = d @ self.weights["pointwise_kernel"][0, 0]
         if self.use_bias:
             z += self.weights["bias"]
-        return self.act(z)
+        y = self.act(z)
+        if training:
+            self.cache = Cache(conv=conv, d=d, z=z, y=y)
+        return y
+
+    def backward(self, dout, pre_activation: bool = False):
+        """dout: (N, Ho, Wo, filters) -> dx (N, H, W, C): through the 1x1 product, then the depthwise part."""
+        c = self.cache
+        dz = dout if pre_activation else activations.backward(self.activation, dout, c.z, c.y)
+        pointwise = self.weights["pointwise_kernel"][0, 0]
+        dd = dz @ pointwise.T
+        dx, dkernel = depthwise_backward(dd, self.weights["depthwise_kernel"], c.conv)
+        self.grads = {"depthwise_kernel": dkernel,
+                      "pointwise_kernel": (c.d.reshape(-1, c.d.shape[-1]).T @ dz.reshape(-1, dz.shape[-1]))[None, None]}
+        if self.use_bias:
+            self.grads["bias"] = dz.sum(axis=(0, 1, 2))
+        return dx

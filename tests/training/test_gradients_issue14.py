@@ -54,6 +54,16 @@ CASES["conv2d_groups3_stride2"] = (lambda: L.Conv2D(6, 3, groups=3, strides=2, a
 for name, kwargs in {"default": {}, "axis12": dict(axis=(1, 2)), "no_center": dict(center=False),
                      "no_scale": dict(scale=False), "rms": dict(rms_scaling=True), "eps": dict(epsilon=0.5)}.items():
     CASES[f"layernorm_{name}"] = ((lambda kw=kwargs: L.LayerNormalization(**kw)), lambda: sequence() * 2 + 1, False)
+CASES["depthwise_same_m2"] = (lambda: L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="tanh"),
+                              lambda: RNG.normal(size=(2, 7, 6, 3)), False)
+CASES["depthwise_rect_kernel_stride2_nobias"] = (lambda: L.DepthwiseConv2D((3, 2), strides=2,
+                                                                       use_bias=False), lambda: RNG.normal(size=(2, 8, 7, 2)), False)
+CASES["depthwise_dilated2"] = (lambda: L.DepthwiseConv2D(3, dilation_rate=2, padding="same"),
+                               lambda: RNG.normal(size=(2, 8, 8, 2)), False)
+CASES["separable_same_m2_relu"] = (lambda: L.SeparableConv2D(4, 3, padding="same", depth_multiplier=2,
+                                                             activation="relu"), lambda: RNG.normal(size=(2, 7, 7, 3)), False)
+CASES["separable_valid_stride2_nobias"] = (lambda: L.SeparableConv2D(3, 3, strides=2, use_bias=False),
+                                           lambda: RNG.normal(size=(2, 9, 8, 2)), False)
 CASES["layernorm_2d"] = (lambda: L.LayerNormalization(), lambda: RNG.normal(size=(4, 6)), False)
 CASES["unit_normalization"] = (lambda: L.UnitNormalization(), sequence, False)
 CASES["relu6"] = (lambda: L.ReLU(max_value=6.0), lambda: sequence() * 5, False)
