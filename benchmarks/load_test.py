@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--compare-concurrency", type=int, default=32,
                    help="concurrency of the batching on/off comparison (0: skip it)")
-    p.add_argument("--batch-wait-ms", type=float, default=2.0)
+    p.add_argument("--batch-wait-ms", type=float, default=0.0, help="BATCH_WAIT_MS of the batching-on server (the service default: 0, no wait)")
     p.add_argument("--workers", type=int, default=2, help="uvicorn workers for the memory probe (0: skip it)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="time bound of one run")
     p.add_argument("--ready-timeout", type=float, default=600.0)
