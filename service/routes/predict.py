@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import inputs
 from ..deps import InferenceDep, RegistryDep, SettingsDep
+from ..errors import InvalidInput
 from ..repository import ModelVersion
 from ..schemas import PREDICT_EXAMPLES, BackendName, PredictRequest, PredictResponse, Prediction, error_responses
 from ..settings import Settings
@@ -42,6 +43,10 @@ BodyParam = Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)]
 async def serve(entry: ModelVersion, body: PredictRequest, backend: BackendName | None, settings: Settings,
                 inference, request: Request, response: Response) -> PredictResponse:
     name = (backend or BackendName(settings.default_backend)).value
+    if backend is None and name not in entry.backends and entry.backends:
+        reason = (f"the default backend {name!r} is unavailable for {entry.name} ({entry.failures.get(name)}); "
+                  f"name one of {', '.join(entry.backends)} in ?backend=")
+        raise InvalidInput(f"backend: {reason}", field="backend", reason=reason)
     served = entry.backend(name)   # the same version's spec and backend, whatever is published meanwhile
     request.state.metric_labels = (entry.name, name)
     try:  # a small request is decoded right here: a thread hand-over would cost the loop more
