@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from load_test import Server, machine, percentile, proc_kb, write_atomic  # noqa: E402
+from load_test import Server, machine, percentile, proc_cpu_seconds, proc_kb, write_atomic  # noqa: E402
 
 VARIANTS = ("predict_png", "predict_nested", "v2_binary", "v2_json")
 
@@ -73,8 +73,9 @@ def requests_for(variant: str, backend: str, n: int = 64) -> list[tuple[str, byt
     return out
 
 
-async def run(base_url: str, reqs: list, total: int, concurrency: int, warmup: int) -> dict:
-    """``total`` requests from ``concurrency`` senders, one kept-alive client each (as load_test.py)."""
+async def run(base_url: str, reqs: list, total: int, concurrency: int, warmup: int, server_pid: int) -> dict:
+    """``total`` requests from ``concurrency`` senders, one kept-alive client each (as load_test.py); also the
+    server's CPU time per request (all its threads), which a busy host disturbs less than wall time."""
     latencies, batch_sizes, errors = [], [], Counter()
     async with contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(httpx.AsyncClient(base_url=base_url, timeout=60))
@@ -99,14 +100,16 @@ async def run(base_url: str, reqs: list, total: int, concurrency: int, warmup: i
         shared = iter(range(warmup))
         await asyncio.gather(*(sender(c, shared, False) for c in clients))
         shared = iter(range(total))
-        t0 = time.perf_counter()
+        cpu0, t0 = proc_cpu_seconds(server_pid), time.perf_counter()
         await asyncio.gather(*(sender(c, shared, True) for c in clients))
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu1 = time.perf_counter() - t0, proc_cpu_seconds(server_pid)
     ms = sorted(x * 1000 for x in latencies)
     return {"ok": len(latencies), "errors": sum(errors.values()), "error_kinds": dict(errors),
             "rps": round(len(latencies) / elapsed, 1), "p50_ms": round(percentile(ms, 50), 2),
             "p99_ms": round(percentile(ms, 99), 2),
-            "mean_batch_size": round(statistics.fmean(batch_sizes), 2) if batch_sizes else None}
+            "mean_batch_size": round(statistics.fmean(batch_sizes), 2) if batch_sizes else None,
+            "server_cpu_ms_per_request": round((cpu1 - cpu0) * 1000 / max(len(latencies), 1), 2)
+            if cpu0 is not None and cpu1 is not None else None}
 
 
 def max_batch_peak(server, n: int = 256) -> float | None:
@@ -124,7 +127,7 @@ def max_batch_peak(server, n: int = 256) -> float | None:
 
 def summary(runs: list[dict]) -> dict:
     out = {}
-    for key in ("rps", "p50_ms", "p99_ms", "mean_batch_size"):
+    for key in ("rps", "p50_ms", "p99_ms", "mean_batch_size", "server_cpu_ms_per_request"):
         values = [r[key] for r in runs if r[key] is not None]
         out[key] = {"median": round(statistics.median(values), 2), "min": min(values), "max": max(values)}
     out["errors"] = sum(r["errors"] for r in runs)
@@ -143,12 +146,13 @@ def markdown(report: dict) -> str:
              f"* Server RSS after the runs: {report['server_rss_mb']} MB (peak VmHWM {report['server_peak_rss_mb']} MB); "
              f"peak after one 256-item request per model x backend: {report['server_peak_rss_after_max_batch_mb']} MB "
              "(what deploy/kubernetes' memory request and limit are set from).",
-             "", "| variant | req/s median (min-max) | p50 ms median | p99 ms median (min-max) | mean batch | errors |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "", "| variant | req/s median (min-max) | p50 ms median | p99 ms median (min-max) | mean batch | "
+             "server CPU ms/request median (min-max) | errors |", "|---|---:|---:|---:|---:|---:|---:|"]
     for v, s in report["summary"].items():
         lines.append(f"| `{v}` | {s['rps']['median']} ({s['rps']['min']}-{s['rps']['max']}) | {s['p50_ms']['median']} "
                      f"| {s['p99_ms']['median']} ({s['p99_ms']['min']}-{s['p99_ms']['max']}) "
-                     f"| {s['mean_batch_size']['median']} | {s['errors']} |")
+                     f"| {s['mean_batch_size']['median']} | {s['server_cpu_ms_per_request']['median']} "
+                     f"({s['server_cpu_ms_per_request']['min']}-{s['server_cpu_ms_per_request']['max']}) | {s['errors']} |")
     lines += ["", "Variants: " + "; ".join(f"`{v}`" for v in VARIANTS) + " (see the script's docstring).", ""]
     return "\n".join(lines)
 
@@ -172,7 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
             for rnd in range(args.rounds):
                 order = VARIANTS if rnd % 2 == 0 else VARIANTS[::-1]  # alternate the order too
                 for v in order:
-                    r = asyncio.run(run(server.base_url, reqs[v], args.requests, args.concurrency, args.warmup))
+                    r = asyncio.run(run(server.base_url, reqs[v], args.requests, args.concurrency, args.warmup,
+                                        server.proc.pid))
                     runs[v].append({"round": rnd, **r})
                     print(f"round {rnd} {v}: {r}", flush=True)
             rss, peak = server.rss_mb(), proc_kb(server.proc.pid, "VmHWM")
