@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import platform
@@ -380,20 +381,35 @@ def run_study(archs, seeds_override, epochs_override, max_runs: int | None = Non
     else:
         from distributed import as_completed
         with dask_client(scheduler, workers, retries) as client:
-            n_workers = len(client.scheduler_info()["workers"])
-            bar.write(f"[study] {len(todo)} tasks on {n_workers} Dask workers ({client.scheduler.address})")
-            task = shipped_task()
-            futures = {client.submit(task, *job, *args, retries=retries, pure=False,
-                                     key=f"study-{job[0]}-{job[1]}-seed{job[2]}-{uuid.uuid4().hex[:8]}"): job
-                       for job in todo}
-            for future in as_completed(futures):
-                job = futures[future]
+            info = client.scheduler_info(n_workers=-1)["workers"]
+            # As many runs in flight as the cluster has threads, the next one submitted when one ends:
+            # Dask hands a lone task to a worker at once, even a busy one (only large groups of tasks
+            # wait on the scheduler), so submitting all would queue runs behind busy workers.
+            slots = max(1, sum(w["nthreads"] for w in info.values()))
+            bar.write(f"[study] {len(todo)} tasks on {len(info)} Dask workers, {slots} at a time "
+                      f"({client.scheduler.address})")
+            task, queue, futures = shipped_task(), iter(todo), {}
+
+            def submit(job) -> None:
+                key = f"study-{job[0]}-{job[1]}-seed{job[2]}-{uuid.uuid4().hex[:8]}"
+                future = client.submit(task, *job, *args, retries=retries, pure=False, key=key)
+                futures[future] = job
+                running.add(future)
+
+            running = as_completed()
+            for job in itertools.islice(queue, slots):
+                submit(job)
+            for future in running:
+                job = futures.pop(future)
                 if future.status == "finished":
                     finished(job, future.result())
                 else:
                     exc = future.exception()
                     failed(job, exc, "".join(traceback.format_exception(exc, exc, future.traceback())))
                 future.release()
+                following = next(queue, None)
+                if following is not None:
+                    submit(following)
     bar.close()
     print(f"[study] {len(todo) - len(failures)} of {len(todo)} runs finished in {time.time() - t0:.0f} s wall"
           + (f"; {len(failures)} failed: " + ", ".join(f"{f['arch']} {f['variant']} seed {f['seed']}"
