@@ -55,6 +55,8 @@ def main(argv=None) -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--calls", type=int, default=20)
+    p.add_argument("--text", action="store_true",
+                   help="text models: full-length rows of 64 random token ids in [2, 1200) (no padding: the worst case)")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "latency_cnn_v2.json")
     args = p.parse_args(argv)
     from threadpoolctl import threadpool_limits
@@ -62,7 +64,8 @@ def main(argv=None) -> None:
     scratch_models.allocator.keep_freed_memory()
     models = {"before": load(args.before), **{spec: load(spec) for spec in args.after}}
     rng = np.random.default_rng(0)
-    xs = {b: rng.random((b, 32, 32, 3), dtype=np.float32) for b in args.batches}
+    xs = {b: (rng.integers(2, 1200, (b, 64)).astype(np.int32) if args.text else rng.random((b, 32, 32, 3), dtype=np.float32))
+          for b in args.batches}
     for m, _ in models.values():  # warm-up
         for b in args.batches:
             m.predict(xs[b])

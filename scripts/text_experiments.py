@@ -120,6 +120,17 @@ def augment_texts(texts, copies: int, p_drop: float, seed: int):
     return out, np.asarray(src)
 
 
+def teacher_spec(member: dict) -> dict | None:
+    """What the manifest records about a distilled member's teacher."""
+    if not member["config"].get("distill") and not member["config"].get("copies"):
+        return None
+    return {"model": "sklearn make_pipeline(TfidfVectorizer(), SVC(kernel='linear', C, probability=True, random_state=0))",
+            "C": member.get("teacher_C"), "C_grid": [0.01, 0.1, 1, 10, 100], "C_chosen_on": "validation accuracy",
+            "fitted_on": "the 500 training texts only",
+            "train_targets": "out-of-fold probabilities, StratifiedKFold(5, shuffle=True, random_state=0)",
+            "target": "(1 - distill) * one_hot(label) + distill * teacher probabilities"}
+
+
 # ---------------------------------------------------------------- one member
 def split_metrics(probs, y) -> dict:
     from sklearn.metrics import f1_score
@@ -294,7 +305,7 @@ def build_ensemble(arch: str, variant: str, seeds: list[int], out: Path, data, r
     history["members"] = {str(m["seed"]): m["history"] for m in members}
     atomic_write_json(out / "history.json", history)
     plot_history(history, out / "loss.png", f"{arch} {variant} ensemble of {len(seeds)} (mean member curves)")
-    cfg = {**members[0]["config"], "ensemble": {"variant": variant, "seeds": seeds, "k": len(seeds),
+    cfg = {**members[0]["config"], "teacher": teacher_spec(members[0]), "ensemble": {"variant": variant, "seeds": seeds, "k": len(seeds),
                                                 "refit_epochs": refit_epochs, "combine": "Average of softmax outputs"}}
     seeds_arg = ",".join(map(str, seeds))
     command = (f"python scripts/text_experiments.py {'refit --epochs ' + str(refit_epochs) if refit_epochs else 'train'} "
@@ -314,6 +325,24 @@ def build_ensemble(arch: str, variant: str, seeds: list[int], out: Path, data, r
           f"{res['test']['macro_f1']:.4f} acc {res['test']['accuracy']:.4f} | agreement {res['test']['agreement']:.4f}"
           f" max|dp| {res['test']['max_abs_prob_diff']:.1e} | {model.count_params():,} params", flush=True)
     return result
+
+
+def single_member_run(arch: str, variant: str, seed: int, data) -> Path:
+    """A member's folder made publishable by ``export.py`` (result.json, history.json, loss.png)."""
+    from train import plot_history
+    run_dir = RUNS / arch / variant / f"seed{seed}"
+    m = json.loads((run_dir / "member.json").read_text())
+    atomic_write_json(run_dir / "history.json", m["history"])
+    plot_history(m["history"], run_dir / "loss.png", f"{arch} {variant} seed {seed}")
+    command = (f"python scripts/text_experiments.py train --arch {arch} --variant {variant} --seeds {seed} && "
+               f"python scripts/export.py {os.path.relpath(run_dir, ROOT)} weights/{arch}")
+    result = {"arch": arch, "config_name": variant, "config": {**m["config"], "teacher": teacher_spec(m)}, "seed": seed,
+              "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"], "train_seconds": m["train_seconds"],
+              "params": m["params"], "test_metrics_keras": {k: m["test"][k] for k in ("accuracy", "macro_f1")},
+              "valid_metrics_keras": m["valid"], "data_source": data.source, "command": command,
+              "split": {s: int(len(getattr(data, s))) for s in ("train", "valid", "test")}}
+    atomic_write_json(run_dir / "result.json", result)
+    return run_dir
 
 
 # ---------------------------------------------------------------- summary
@@ -362,6 +391,25 @@ def summary(data) -> dict:
     return {"rows": rows}
 
 
+def select(arch: str, variants: list[str], data) -> dict:
+    """The served candidate, on validation only: every train-only member of ``variants`` and every
+    5-member ensemble of consecutive seeds (0-4, 5-9, ...). Highest validation macro-F1; ties: lower
+    validation loss, then fewer parameters (a single member before an ensemble)."""
+    candidates = []
+    for variant in variants:
+        members = load_members(arch, variant)
+        for m in members:
+            candidates.append({"variant": variant, "seeds": [m["seed"]], "params": m["params"],
+                               "valid": m["valid"], "test": m["test"]})
+        for e in ensemble_scores(members, data.valid.y, data.test.y, 5):
+            candidates.append({"variant": variant, "seeds": e["seeds"], "params": members[0]["params"] * 5,
+                               "valid": e["valid"], "test": e["test"]})
+    key = lambda c: (-round(c["valid"]["macro_f1"], 6), round(c["valid"]["loss"], 6), c["params"])  # noqa: E731
+    chosen = min(candidates, key=key)
+    return {"arch": arch, "rule": select.__doc__.split("only: ", 1)[1].replace("\n    ", " ").strip(),
+            "chosen": chosen, "candidates": sorted(candidates, key=key)}
+
+
 def markdown(rows: list[dict]) -> str:
     def ms(d):
         return f"{d['mean']:.4f} ± {d['std']:.4f}"
@@ -391,8 +439,18 @@ def main(argv=None) -> None:
             s.add_argument("--out", type=Path, required=True)
             s.add_argument("--refit-epochs", type=int, default=None)
     sub.add_parser("summary")
+    s = sub.add_parser("select")
+    s.add_argument("--arch", required=True, choices=["rnn", "lstm"])
+    s.add_argument("--variants", nargs="+", required=True)
     args = p.parse_args(argv)
     data = load_nusax()
+    if args.cmd == "select":
+        sel = select(args.arch, args.variants, data)
+        atomic_write_json(ROOT / "reports" / f"text_selection_{args.arch}.json", sel)
+        for c in sel["candidates"]:
+            print(f"{c['variant']:8s} seeds {','.join(map(str, c['seeds'])):10s} valid F1 {c['valid']['macro_f1']:.4f} "
+                  f"loss {c['valid']['loss']:.4f} | test F1 {c['test']['macro_f1']:.4f}" + ("  <- chosen" if c is sel["chosen"] else ""))
+        return
     if args.cmd == "summary":
         rep = summary(data)
         rep["markdown"] = markdown(rep["rows"])
@@ -401,7 +459,10 @@ def main(argv=None) -> None:
         return
     seeds = parse_seeds(args.seeds)
     if args.cmd == "ensemble":
-        build_ensemble(args.arch, args.variant, seeds, args.out, data, args.refit_epochs)
+        if len(seeds) == 1:
+            print(f"[single] {single_member_run(args.arch, args.variant, seeds[0], data)}")
+        else:
+            build_ensemble(args.arch, args.variant, seeds, args.out, data, args.refit_epochs)
         return
     cache: dict = {}
     epochs = None
