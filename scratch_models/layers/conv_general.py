@@ -43,21 +43,29 @@ def offsets(kernel, strides, dilation, out_hw):
                                slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
 
 
+def pad_for_kernel(x: np.ndarray, kernel, strides, dilation, pads) -> tuple[np.ndarray, tuple[int, int]]:
+    """(N, H, W, C) zero-padded by ``pads`` ((top, bottom), (left, right)), and the output size (Ho, Wo) of a
+    dilated ``kernel`` with ``strides`` over it; an error if the input is smaller than the kernel's extent."""
+    (pt, pb), (pl, pr) = pads
+    h, w = x.shape[1:3]
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0))) if pt or pb or pl or pr else x
+    ho = (h + pt + pb - extent(kernel[0], dilation[0])) // strides[0] + 1
+    wo = (w + pl + pr - extent(kernel[1], dilation[1])) // strides[1] + 1
+    if ho <= 0 or wo <= 0:
+        raise ValueError(f"Expected an input of at least the dilated kernel's extent, received {(h, w)} "
+                         f"for kernel {tuple(kernel)} with dilation {tuple(dilation)}")
+    return xp, (ho, wo)
+
+
 def conv2d_forward(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads, groups: int = 1):
     """x: (N, H, W, C), kernel (kh, kw, C/groups, F), pads ((top, bottom), (left, right)) ->
     (out (N, Ho, Wo, F), cache for ``conv2d_backward``). One batched product over the groups of the
     im2col matrix (groups, N*Ho*Wo, kh*kw*C/g) by the kernel (groups, kh*kw*C/g, F/g)."""
-    n, h, w, c = x.shape
+    n, _, _, c = x.shape
     kh, kw, cg, f = kernel.shape
     if c != cg * groups:
         raise ValueError(f"Expected {cg * groups} input channels ({groups} groups of {cg}), received {c}")
-    (pt, pb), (pl, pr) = pads
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0))) if pt or pb or pl or pr else x
-    ho = (h + pt + pb - extent(kh, dilation[0])) // strides[0] + 1
-    wo = (w + pl + pr - extent(kw, dilation[1])) // strides[1] + 1
-    if ho <= 0 or wo <= 0:
-        raise ValueError(f"Expected an input of at least the dilated kernel's extent, received {(h, w)} "
-                         f"for kernel {(kh, kw)} with dilation {tuple(dilation)}")
+    xp, (ho, wo) = pad_for_kernel(x, (kh, kw), strides, dilation, pads)
     cols = np.empty((n, ho, wo, kh * kw, c), x.dtype)
     for k, region in offsets((kh, kw), strides, dilation, (ho, wo)):
         cols[:, :, :, k] = xp[region]
@@ -92,17 +100,11 @@ def depthwise_forward(x: np.ndarray, kernel: np.ndarray, strides, dilation, pads
     """x: (N, H, W, C), depthwise kernel (kh, kw, C, M) -> (N, Ho, Wo, C*M), output channel c*M + m
     (Keras' order). One multiply-add per kernel offset over the whole batch: every channel has its
     own kh*kw filters, so there is no product to hand to BLAS."""
-    n, h, w, c = x.shape
+    n, _, _, c = x.shape
     kh, kw, kc, m = kernel.shape
     if kc != c:
         raise ValueError(f"Expected {kc} input channels, received {c}")
-    (pt, pb), (pl, pr) = pads
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0))) if pt or pb or pl or pr else x
-    ho = (h + pt + pb - extent(kh, dilation[0])) // strides[0] + 1
-    wo = (w + pl + pr - extent(kw, dilation[1])) // strides[1] + 1
-    if ho <= 0 or wo <= 0:
-        raise ValueError(f"Expected an input of at least the dilated kernel's extent, received {(h, w)} "
-                         f"for kernel {(kh, kw)} with dilation {tuple(dilation)}")
+    xp, (ho, wo) = pad_for_kernel(x, (kh, kw), strides, dilation, pads)
     out = np.zeros((n, ho, wo, c, m), x.dtype)
     term = np.empty_like(out)  # one product buffer for all offsets
     for k, region in offsets((kh, kw), strides, dilation, (ho, wo)):

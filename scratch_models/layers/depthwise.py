@@ -6,7 +6,12 @@ import numpy as np
 
 from .. import activations
 from .base import Cache, Layer, check_choice, check_positive_int, pair
-from .conv_general import conv_out_size, conv_pads, depthwise_backward, depthwise_forward
+from .conv_general import (
+    conv_out_size,
+    conv_pads,
+    depthwise_backward,
+    depthwise_forward,
+)
 
 CONV_OPTIONS = {"kernel_size": None, "strides": None, "padding": ("valid", "same"), "depth_multiplier": None,
                 "data_format": (None, "channels_last"), "dilation_rate": None, "activation": None, "use_bias": None}
