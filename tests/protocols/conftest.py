@@ -6,18 +6,11 @@ The weights builder, the in-process client and the live-server starter are the s
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SERVICE_TESTS = Path(__file__).resolve().parents[1] / "service"
-sys.path.insert(0, str(SERVICE_TESTS))
-
-from service_helpers import app_client, make_settings, png_base64  # noqa: E402,F401  (png_base64: for the tests)
-
-from service.app import create_app  # noqa: E402
+from protocol_helpers import SERVICE_TESTS, app_client, create_app, make_settings
 
 
 def _service_conftest():
@@ -45,7 +38,3 @@ async def client(weights_dir, registry):
 def images() -> np.ndarray:
     """Three float32 images in [0, 1] (N, 32, 32, 3)."""
     return np.random.default_rng(11).random((3, 32, 32, 3), dtype=np.float32)
-
-
-TEXTS = ["Makanannya enak dan pelayanannya ramah sekali.", "Saya kecewa, pesanan datang terlambat.",
-         "Tempatnya biasa saja."]

@@ -58,7 +58,7 @@ def test_infer_images(kserve_run, live_server, images, mode):
 
 
 def test_infer_texts_v2_and_v1(kserve_run, live_server):
-    from conftest import TEXTS
+    from protocol_helpers import TEXTS
 
     ref, _ = predict(live_server.base_url, "rnn", "scratch", texts=TEXTS[:2])  # kserve_client.TEXTS
     np.testing.assert_array_equal(np.array(kserve_run["rnn"]), ref)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
-from conftest import create_app, make_settings  # noqa: E402
+from protocol_helpers import create_app, make_settings  # noqa: E402
 
 EXAMPLES = 25
 PROTOCOL_PATHS = {

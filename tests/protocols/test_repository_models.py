@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import app_client, create_app, make_settings
+from protocol_helpers import app_client, create_app, make_settings
 
 pytestmark = pytest.mark.anyio
 

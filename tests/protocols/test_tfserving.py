@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import TEXTS, png_base64
+from protocol_helpers import TEXTS, png_base64
 
 # api_rest.md, "Make REST API calls to ModelServer": status of half_plus_three.
 DOC_STATUS = {"model_version_status": [{"version": "123", "state": "AVAILABLE",

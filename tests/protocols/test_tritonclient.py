@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import TEXTS, png_base64
+from protocol_helpers import TEXTS, png_base64
 
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
 from tritonclient.utils import InferenceServerException  # noqa: E402

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import png_base64
+from protocol_helpers import png_base64
 
 pytestmark = pytest.mark.anyio
 
