@@ -12,6 +12,7 @@ when all are in use: concurrent ``predict`` calls, or the parts of a split batch
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 
 import numpy as np
@@ -25,7 +26,7 @@ class Arena:
 
     def get(self, key, shape: tuple, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
-        size = int(np.prod(shape))
+        size = math.prod(shape)  # not np.prod: this runs a few hundred times per forward pass
         buf = self._buffers.get((key, dtype))
         if buf is None or buf.size < size:
             buf = np.empty(max(size, 1), dtype)
