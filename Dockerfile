@@ -5,6 +5,15 @@
 # `useradd` (here, with no Docker Hub: deploy/build_images.sh builds a Debian one and passes BASE_IMAGE).
 ARG BASE_IMAGE=python:3.11-slim
 
+# The run-time requirements, read from pyproject.toml ([project] dependencies; + the keras extra): a change
+# elsewhere in pyproject.toml (dev, train extras) gives the same files, so the install layers stay cached.
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml /tmp/
+RUN python -c "import tomllib; p = tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']; \
+own = lambda reqs: [r for r in reqs if not r.startswith(p['name'])]; \
+open('/tmp/requirements-slim.txt', 'w').write('\n'.join(own(p['dependencies'])) + '\n'); \
+open('/tmp/requirements-keras.txt', 'w').write('\n'.join(own(p.get('optional-dependencies', {}).get('keras', []))) + '\n')"
+
 FROM ${BASE_IMAGE} AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,10 +30,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 
-# The dependencies first, from pyproject.toml alone (empty packages stand in for the code), so that a change of
-# the code rebuilds only the last layers; each target then installs the code itself and adds the weights.
-COPY pyproject.toml README.md ./
-RUN mkdir -p scratch_models service && touch scratch_models/__init__.py service/__init__.py
+# The dependencies first (from the requirements stage), so that a change of the code rebuilds only the last
+# layers; each target then installs the code itself (no dependencies) and adds the weights.
+COPY --from=requirements /tmp/requirements-slim.txt /tmp/requirements-keras.txt /tmp/
 
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-m", "service.healthcheck"]
@@ -32,7 +40,8 @@ CMD ["python", "-m", "service"]
 
 # TF-free: the base install (NumPy engine, the scratch backend only).
 FROM base AS slim
-RUN pip install . && pip uninstall -y scratch-serve
+RUN pip install -r /tmp/requirements-slim.txt
+COPY pyproject.toml README.md ./
 COPY scratch_models/ scratch_models/
 COPY service/ service/
 RUN pip install --no-deps . && rm -rf build *.egg-info
@@ -42,7 +51,8 @@ USER app
 
 # Both backends: TensorFlow/Keras from the `keras` extra. The last stage: what a plain `docker build` makes.
 FROM base AS full
-RUN pip install ".[keras]" && pip uninstall -y scratch-serve
+RUN pip install -r /tmp/requirements-slim.txt -r /tmp/requirements-keras.txt
+COPY pyproject.toml README.md ./
 COPY scratch_models/ scratch_models/
 COPY service/ service/
 RUN pip install --no-deps . && rm -rf build *.egg-info

@@ -80,9 +80,12 @@ def test_dockerfile():
     assert re.search(r"^FROM \$\{BASE_IMAGE\} AS base$", text, re.M)
     stages = re.split(r"^FROM ", re.sub(r"^#[^\n]*\n", "", text, flags=re.M), flags=re.M)[1:]
     names = [s.split()[2] for s in stages]
-    assert names == ["base", "slim", "full"], "a TF-free target and the full one, full last (plain `docker build`)"
-    for stage, extra in zip(stages[1:], ('pip install .', 'pip install ".[keras]"')):
-        assert stage.startswith("base AS") and extra in stage
+    assert names == ["requirements", "base", "slim", "full"], "a TF-free target and the full one, full last"
+    assert "tomllib" in stages[0] and "requirements-keras.txt" in stages[0], "run-time requirements from pyproject"
+    for stage, keras in zip(stages[2:], (False, True)):
+        assert stage.startswith("base AS") and "pip install -r /tmp/requirements-slim.txt" in stage
+        assert ("requirements-keras.txt" in stage) is keras, "TensorFlow only in the full image"
+        assert "pip install --no-deps ." in stage
         assert re.search(r"^COPY weights/ weights/", stage, re.M), "weights are baked into the image"
         assert re.search(r"^USER app$", stage, re.M) and stage.rstrip().endswith("USER app"), "ends as non-root"
     assert re.search(r"^RUN useradd .*--uid 10001 .*app$", text, re.M)
