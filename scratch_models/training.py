@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # model.py calls into this module; this one only takes a Mode
     from .model import Model
 
 NON_TRAINABLE = ("moving_mean", "moving_variance")
+#: Ops a trainable graph may hold: they compute masks from token ids, nothing to differentiate.
+MASK_OPS = frozenset({"NotEqual", "Equal", "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd",
+                      "LogicalOr", "LogicalNot"})
 
 
 @dataclass
@@ -63,6 +66,13 @@ def compile(model: Model, optimizer="adam", loss="sparse_categorical_crossentrop
         layer = model.layers[node.layer]
         if node.index > 0:
             raise NotImplementedError(f"Training a model that calls layer {node.layer!r} more than once is not supported")
+        # Model.backward follows one output per node and the first argument of each layer; ops pass no gradient.
+        if getattr(layer, "takes_all_args", False) and layer.class_name not in MASK_OPS:
+            raise NotImplementedError(f"Training through the op {node.layer!r} ({layer.class_name}) is not supported "
+                                      f"(ops only compute masks in training: {sorted(MASK_OPS)})")
+        if getattr(layer, "return_state", False) or node.kwargs or len(node.args) > 1:
+            raise NotImplementedError(f"Training layer {node.layer!r} with return_state, initial_state or several "
+                                      "tensor arguments is not supported")
         for sub in (getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None), layer):
             if sub is not None and (getattr(sub, "recurrent_dropout", 0) or getattr(sub, "dropout", 0)):
                 raise NotImplementedError(f"Training layer {node.layer!r} with dropout/recurrent_dropout inside "

@@ -154,3 +154,24 @@ def test_one_sgd_step_matches_keras(kind):
     ours.train_step(ids, y)
     for a, b, w in zip(ours.get_weights(), kmodel.get_weights(), kmodel.weights):
         assert rel_error(a, b) <= 1e-7, (w.path, rel_error(a, b))
+
+
+@pytest.mark.parametrize("case", ["return_state", "initial_state", "op_on_values"])
+def test_training_refuses_what_backward_does_not_follow(case):
+    """Model.backward follows one output per node and ops pass no gradient: compile refuses such graphs by name
+    instead of training them with silently missing gradients."""
+    import scratch_models
+    from keras import ops
+    inp = keras.Input((6,), dtype="int32")
+    x = L.Embedding(20, 4, name="emb")(inp)
+    if case == "return_state":
+        y, h = L.GRU(3, return_state=True, name="gru_state")(x)
+        y, name = L.Concatenate()([y, h]), "gru_state"
+    elif case == "initial_state":
+        h0 = L.Dense(3, name="h0")(L.GlobalAveragePooling1D()(x))
+        y, name = L.GRU(3, name="gru_init")(x, initial_state=[h0]), "gru_init"
+    else:
+        y, name = L.GRU(3)(ops.multiply(x, 2.0)), "multiply"
+    model = scratch_models.from_keras(keras.Model(inp, L.Dense(2, activation="softmax")(y)))
+    with pytest.raises(NotImplementedError, match=name):
+        model.compile("sgd")
