@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..backends.base import Backend, InputSpec
+from ..errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,16 @@ class ModelRef:
     state: str                        # "loading" | "ready" (at least one backend) | "failed"
     reason: str | None                # why it failed
 
-    def not_ready(self, backend_name: str) -> str | None:
-        """None when ``backend_name`` serves this version, else why not."""
-        if backend_name in self.entry.backends:
-            return None
-        return self.entry.failures.get(backend_name) or self.reason or self.state
-
-    def backend(self, backend_name: str) -> Backend:
-        """The loaded backend (503 with the reason when it is not)."""
-        return self.entry.backend(backend_name)
+    def backend(self, asked: str | None, default: str, field: str) -> Backend:
+        """The backend asked for, else the default, as /predict chooses: when the default did not load for this
+        version but another did, a request that names none is a 400 naming ``field``; 503 (with the reason)
+        when the backend is unavailable."""
+        name = asked or default
+        if asked is None and name not in self.entry.backends and self.entry.backends:
+            reason = (f"the default backend {name!r} is unavailable for {self.name} ({self.entry.failures.get(name)}); "
+                      f"name one of {', '.join(self.entry.backends)} in {field}")
+            raise InvalidInput(f"{field}: {reason}", field=field, reason=reason)
+        return self.entry.backend(name)
 
     @property
     def vectorizer(self):

@@ -54,34 +54,32 @@ PREDICT_EXAMPLES = {
 
 
 # ------------------------------------------------------------------ status and metadata
-def version_status(ref: repository.ModelRef, backend_name: str) -> TFModelVersionStatus:
-    """AVAILABLE when the default backend serves the version, LOADING, else END with the reason."""
-    reason = ref.not_ready(backend_name)
-    if reason is None:
+def version_status(ref: repository.ModelRef) -> TFModelVersionStatus:
+    """AVAILABLE when the version can serve (a backend loaded), LOADING, else END with the reason."""
+    if ref.state == "ready":
         state, status = "AVAILABLE", TFStatus(error_code="OK", error_message="")
     elif ref.state == "loading":
         state, status = "LOADING", TFStatus(error_code="OK", error_message="")
     else:
-        state, status = "END", TFStatus(error_code="UNKNOWN", error_message=str(reason))
+        state, status = "END", TFStatus(error_code="UNKNOWN", error_message=str(ref.reason or ref.state))
     return TFModelVersionStatus(version=ref.version, state=state, status=status)
 
 
-def model_status(registry, settings: Settings, name: str, version: str | None) -> TFModelStatus:
+def model_status(registry, name: str, version: str | None) -> TFModelStatus:
     refs = ([repository.resolve(registry, name, version)] if version is not None
             else repository.all_versions(registry, name))
-    return TFModelStatus(model_version_status=[version_status(r, settings.default_backend) for r in refs])
+    return TFModelStatus(model_version_status=[version_status(r) for r in refs])
 
 
 @router.get("/{name}", response_model=TFModelStatus, summary="Model status (every version)", responses=ERRORS)
-async def status(name: NameParam, registry: RegistryDep, settings: SettingsDep) -> TFModelStatus:
-    return model_status(registry, settings, name, None)
+async def status(name: NameParam, registry: RegistryDep) -> TFModelStatus:
+    return model_status(registry, name, None)
 
 
 @router.get("/{name}/versions/{version}", response_model=TFModelStatus, summary="Model version status",
             responses=ERRORS)
-async def status_version(name: NameParam, version: VersionParam, registry: RegistryDep,
-                         settings: SettingsDep) -> TFModelStatus:
-    return model_status(registry, settings, name, version)
+async def status_version(name: NameParam, version: VersionParam, registry: RegistryDep) -> TFModelStatus:
+    return model_status(registry, name, version)
 
 
 def tensor_info(name: str, dtype: str, shape: list[int]) -> TFTensorInfo:
@@ -204,9 +202,8 @@ async def predict_model(name: str, version: str | None, backend: BackendName | N
                         settings: Settings, inference) -> dict:
     body = parse_body(await request.body())
     ref = repository.resolve(registry, name, version)
-    chosen = (backend or BackendName(settings.default_backend)).value
-    request.state.metric_labels = (ref.name, chosen, "tfserving")
-    served = ref.backend(chosen)
+    served = ref.backend(backend.value if backend else None, settings.default_backend, "backend")
+    request.state.metric_labels = (ref.name, served.name, "tfserving")
     field, input_name, items = unpack(body, ref)
     try:
         batch = network_input(ref, field, input_name, items, settings, inline=True)

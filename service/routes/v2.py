@@ -84,25 +84,25 @@ async def ready(registry: RegistryDep) -> Response:
 
 
 # ------------------------------------------------------------------ models
-def model_ready(registry, settings: Settings, name: str, version: str | None) -> Response:
-    """True when the version's default backend (the one an infer without ``parameters.backend`` uses) is loaded."""
+def model_ready(registry, name: str, version: str | None) -> Response:
+    """True when the version can serve: at least one backend loaded (``parameters.backend`` picks one when the
+    default did not load)."""
     ref = repository.resolve(registry, name, version)
-    reason = ref.not_ready(settings.default_backend)
-    if reason is None:
+    if ref.state == "ready":
         return JSONResponse({"name": ref.name, "ready": True})
-    return JSONResponse({"error": f"{name}/{settings.default_backend} is not ready: {reason}"}, status_code=400)
+    return JSONResponse({"error": f"{name} version {ref.version} is not ready: {ref.reason or ref.state}"},
+                        status_code=400)
 
 
 @router.get("/models/{name}/ready", response_class=Response, summary="Model ready", responses=BOOL_ANSWER)
-async def ready_model(name: NameParam, registry: RegistryDep, settings: SettingsDep) -> Response:
-    return model_ready(registry, settings, name, None)
+async def ready_model(name: NameParam, registry: RegistryDep) -> Response:
+    return model_ready(registry, name, None)
 
 
 @router.get("/models/{name}/versions/{version}/ready", response_class=Response, summary="Model version ready",
             responses=BOOL_ANSWER)
-async def ready_model_version(name: NameParam, version: VersionParam, registry: RegistryDep,
-                              settings: SettingsDep) -> Response:
-    return model_ready(registry, settings, name, version)
+async def ready_model_version(name: NameParam, version: VersionParam, registry: RegistryDep) -> Response:
+    return model_ready(registry, name, version)
 
 
 def model_metadata(registry, name: str, version: str | None) -> ModelMetadata:
@@ -130,10 +130,11 @@ async def metadata_version(name: NameParam, version: VersionParam, registry: Reg
 
 
 # ------------------------------------------------------------------ inference
-def backend_name(req: InferenceRequest, settings: Settings) -> str:
-    name = (req.parameters or {}).get("backend", settings.default_backend)
+def backend_name(req: InferenceRequest) -> str | None:
+    """``parameters.backend`` (None: not given), a known backend."""
+    name = (req.parameters or {}).get("backend")
     known = [b.value for b in BackendName]
-    if name not in known:
+    if name is not None and name not in known:
         raise fail("parameters.backend", f"unknown backend {name!r}; known: {', '.join(known)}")
     return name
 
@@ -202,9 +203,8 @@ async def infer_model(name: str, version: str | None, request: Request, registry
     header, rest = binary.split_body(body, request.headers.get(binary.HEADER))
     req = parse(InferenceRequest, header)
     ref = repository.resolve(registry, name, version)
-    chosen = backend_name(req, settings)
-    request.state.metric_labels = (ref.name, chosen, "v2")
-    served = ref.backend(chosen)
+    served = ref.backend(backend_name(req), settings.default_backend, "parameters.backend")
+    request.state.metric_labels = (ref.name, served.name, "v2")
     outputs = requested_outputs(req)
     inp = req.inputs[0]
     where = f"inputs[0] ({inp.name})"
