@@ -195,3 +195,22 @@ async def test_valid_neighbours_of_the_bad_cases_pass(client, images):
     assert (await client.post("/v1/models/cnn:predict",
                               json={"instances": [{"b64": png_base64((images[0] * 255).astype(np.uint8))}]})
             ).status_code == 200
+
+
+async def test_a_version_without_the_default_backend_needs_one_named(weights_dir):
+    """As /predict: when the default backend (scratch) did not load for a model but keras did, a request naming
+    no backend is a 400 naming the field, one naming keras is served, and the model counts as ready."""
+    from protocol_helpers import app_client, create_app, make_settings
+
+    from service.registry import ModelRegistry
+
+    keras_only = ModelRegistry(weights_dir, backends=("keras",)).load_all()
+    async with app_client(create_app(make_settings(weights_dir, backends="keras"), registry=keras_only)) as c:
+        assert (await c.get("/v2/models/cnn/ready")).status_code == 200
+        assert_protocol_error(await c.post("/v2/models/cnn/infer", json=v2_image()), 400,
+                              "parameters.backend: the default backend 'scratch' is unavailable")
+        r = await c.post("/v2/models/cnn/infer", json={**v2_image(), "parameters": {"backend": "keras"}})
+        assert r.status_code == 200 and r.json()["parameters"]["backend"] == "keras"
+        assert_protocol_error(await c.post("/v1/models/cnn:predict", json={"instances": [IMG]}), 400,
+                              "backend: the default backend 'scratch' is unavailable")
+        assert (await c.post("/v1/models/cnn:predict?backend=keras", json={"instances": [IMG]})).status_code == 200
