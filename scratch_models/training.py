@@ -49,7 +49,7 @@ class TrainingSetup:
 def trainable_params(model: Model) -> list[tuple[object, str]]:
     """(layer, weight key) of every trainable weight, in Keras' ``model.trainable_weights`` order."""
     return [(layer, key) for layer in model.weight_layers() for key in layer.weights
-            if not key.endswith(NON_TRAINABLE)]
+            if not key.endswith(NON_TRAINABLE) and key not in getattr(layer, "non_trainable", ())]
 
 
 def _param_arrays(model: Model) -> list[np.ndarray]:

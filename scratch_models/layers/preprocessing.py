@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import Cache, Layer
 
 #: Keras' backend.epsilon(): the floor of Normalization's standard deviation.
 KERAS_EPSILON = 1e-7
@@ -39,6 +39,7 @@ class Normalization(Layer):
     """
 
     options = {"axis": None, "mean": None, "variance": None, "invert": None}
+    non_trainable = ("mean", "variance", "count")  # Keras' non-trainable weights: training leaves them
 
     def __init__(self, axis=-1, mean=None, variance=None, invert: bool = False, name: str | None = None):
         super().__init__(name)
@@ -78,4 +79,11 @@ class Normalization(Layer):
         x = np.asarray(x, self.dtype)
         mean, var = self._statistics(x.ndim)
         std = np.maximum(np.sqrt(var), self.dtype.type(KERAS_EPSILON))
+        if training:
+            self.cache = Cache(std=std)
         return mean + x * std if self.invert else (x - mean) / std
+
+    def backward(self, dout):
+        """The statistics are not trained (Keras' are non-trainable weights): d x only."""
+        self.grads = {k: np.zeros_like(w) for k, w in self.weights.items()}
+        return dout * self.cache.std if self.invert else dout / self.cache.std

@@ -175,3 +175,31 @@ def test_training_refuses_what_backward_does_not_follow(case):
     model = scratch_models.from_keras(keras.Model(inp, L.Dense(2, activation="softmax")(y)))
     with pytest.raises(NotImplementedError, match=name):
         model.compile("sgd")
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_normalization_backward_and_frozen_statistics(invert):
+    """Normalization passes d x through (1 / std, or std inverted) and its statistics are not trained."""
+    import tensorflow as tf
+
+    import scratch_models
+    from scratch_models.optimizers import SGD
+    rng = np.random.default_rng(16)
+    data = rng.normal(2.0, 3.0, (50, 5))
+    norm = L.Normalization(invert=invert)
+    norm.adapt(data.astype(np.float32))
+    kmodel = keras.Sequential([keras.Input((5,)), norm, L.Dense(3, activation="softmax")])
+    ours = scratch_models.from_keras(kmodel).astype(np.float64)
+    x = rng.normal(size=(4, 5))
+    layer = ours.layers[norm.name]
+    layer.forward(x, training=True)
+    xt = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.reduce_sum(norm(xt) * np.arange(5, dtype=np.float32))
+    assert rel_error(layer.backward(np.tile(np.arange(5.0), (4, 1))), tape.gradient(loss, xt).numpy()) <= 1e-5
+    before = [w.copy() for w in layer.get_weights()]
+    ours.compile(SGD(0.5))
+    ours.train_step(x, np.array([0, 1, 2, 0]))
+    for a, b in zip(before, layer.get_weights()):
+        np.testing.assert_array_equal(a, b)
