@@ -53,7 +53,10 @@ async def test_tampered_scratch_weights_disable_only_scratch(weights_copy):
     tamper(weights_copy / "lstm" / "weights.npz")
     registry = ModelRegistry(weights_copy).load_all()
     async with app_client(create_app(make_settings(weights_copy), registry=registry)) as c:
-        r = await c.post("/predict/lstm", json={"texts": ["enak"]})
+        r = await c.post("/predict/lstm", json={"texts": ["enak"]})  # the default backend is out: name one
+        assert r.status_code == 422 and r.json()["error"]["field"] == "backend"
+        assert "weights.npz" in r.json()["error"]["reason"] and "keras" in r.json()["error"]["reason"]
+        r = await c.post("/predict/lstm?backend=scratch", json={"texts": ["enak"]})
         assert r.status_code == 503 and "weights.npz" in r.json()["error"]["reason"]
         assert (await c.post("/predict/lstm?backend=keras", json={"texts": ["enak"]})).status_code == 200
 

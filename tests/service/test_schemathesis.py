@@ -44,8 +44,7 @@ def test_openapi_operations_pass_every_check(weights_dir, registry):
             @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                       suppress_health_check=list(HealthCheck))
             def check(case):
-                case.headers = {**(case.headers or {}), "Authorization": f"Bearer {TOKEN}"}
-                response = case.call_and_validate()
+                response = case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"})
                 statuses[(operation.path, mode.value, response.status_code)] += 1
 
             try:
