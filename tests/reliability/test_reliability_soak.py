@@ -21,10 +21,10 @@ import pytest
 
 from reliability_helpers import TEXTS, Service, png_b64
 
-pytestmark = pytest.mark.soak
 SECONDS = float(os.environ.get("SOAK_SECONDS", "1800"))
 WINDOW = float(os.environ.get("SOAK_WINDOW_S", "300"))
 CONCURRENCY = int(os.environ.get("SOAK_CONCURRENCY", "32"))
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(SECONDS + 900)]  # the suite's 900 s would end it early
 
 
 def mixed_requests() -> list[tuple[str, dict]]:
