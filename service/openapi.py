@@ -139,12 +139,13 @@ def specialise(doc: dict, registry, settings) -> dict:
     templates = {p: paths.pop(p, {}).get("post") for p in PREDICT_PATHS}
     if registry is None or templates[PREDICT_PATHS[0]] is None:
         return doc
-    doc.setdefault("components", {}).setdefault("securitySchemes", {})["adminToken"] = {
-        "type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN (unset: the repository endpoints answer 403)"}
-    for path, item in paths.items():
-        if path.startswith("/repository/"):
-            for op in item.values():
-                op["security"] = [{"adminToken": []}]
+    if settings.admin_token:  # unset, no credentials can work: the endpoints answer 403 whatever is sent
+        doc.setdefault("components", {}).setdefault("securitySchemes", {})["adminToken"] = {
+            "type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN"}
+        for path, item in paths.items():
+            if path.startswith("/repository/"):
+                for op in item.values():
+                    op["security"] = [{"adminToken": []}]
     for name, versions in sorted(registry.models.items()):
         served = registry.entries.get(name)
         if served is not None and served.ready and served.input_spec is not None:
