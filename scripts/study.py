@@ -291,11 +291,9 @@ def local_cores() -> int:
 @contextmanager
 def dask_client(scheduler: str | None, workers: int | None, retries: int):
     """A client of the cluster at ``scheduler``, or of a local cluster: ``workers`` processes (default
-    one per core), one task at a time each, TensorFlow's threads split evenly between them. A worker
-    gets its next run only when it is free (worker-saturation 1.0: runs last minutes, so none should
-    wait behind another on a busy worker while a worker idles). A task whose worker dies is
-    rescheduled at most ``retries`` times (allowed-failures). An external scheduler keeps its own
-    settings (README: how to start it with these)."""
+    one per core), one task at a time each, TensorFlow's threads split evenly between them. A task
+    whose worker dies is rescheduled at most ``retries`` times (the scheduler's allowed-failures;
+    an external scheduler keeps its own setting, 3 by default)."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -308,8 +306,7 @@ def dask_client(scheduler: str | None, workers: int | None, retries: int):
     env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
            "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    with dask.config.set({"distributed.scheduler.allowed-failures": retries,
-                          "distributed.scheduler.worker-saturation": 1.0}), \
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries}), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                          env=env) as cluster, Client(cluster) as client:
         yield client
