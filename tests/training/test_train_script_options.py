@@ -34,7 +34,7 @@ def test_cosine_schedule_spans_the_whole_budget():
         expected = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
         assert float(schedule(step)) == pytest.approx(expected, rel=1e-5, abs=1e-9)
     assert train.learning_rate_for({"learning_rate": 3e-4}, 100) == 3e-4
-    with pytest.raises(ValueError, match="lr_schedule 'constant' or 'cosine'.*'step'"):
+    with pytest.raises(ValueError, match="Expected lr_schedule 'constant', 'cosine' or 'warmup_cosine', received 'step'"):
         train.learning_rate_for({**cfg, "lr_schedule": "step"}, 100)
 
 
