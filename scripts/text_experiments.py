@@ -410,6 +410,31 @@ def select(arch: str, variants: list[str], data) -> dict:
             "chosen": chosen, "candidates": sorted(candidates, key=key)}
 
 
+def plot_rows(rows: list[dict], path: Path) -> None:
+    """Validation and test macro-F1 (mean ± std over seeds) per arch x variant x protocol, the baselines as lines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = [f"{r['arch']} {r['variant']}" + (" refit" if r["refit_epochs"] else "") for r in rows]
+    x = np.arange(len(rows))
+    for off, key, name in ((-0.18, "valid_macro_f1", "validation"), (0.18, "test_macro_f1", "test")):
+        if key == "valid_macro_f1":
+            vals = [r[key]["mean"] if not r["refit_epochs"] else np.nan for r in rows]
+        else:
+            vals = [r[key]["mean"] for r in rows]
+        ax.bar(x + off, vals, 0.36, yerr=[r[key]["std"] for r in rows], label=f"{name} (mean ± std over seeds)", capsize=3)
+    for value, name, style in ((0.787, "SVM (NusaX protocol) 0.787", "--"), (0.747, "LR 0.747", ":")):
+        ax.axhline(value, color="grey", linestyle=style, linewidth=1, label=name)
+    ax.set_xticks(x, labels, rotation=20, ha="right"), ax.set_ylim(0.55, 0.85), ax.set_ylabel("macro-F1")
+    ax.legend(fontsize=7, loc="lower right"), ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def markdown(rows: list[dict]) -> str:
     def ms(d):
         return f"{d['mean']:.4f} ± {d['std']:.4f}"
@@ -455,6 +480,7 @@ def main(argv=None) -> None:
         rep = summary(data)
         rep["markdown"] = markdown(rep["rows"])
         atomic_write_json(REPORT, rep)
+        plot_rows(rep["rows"], ROOT / "reports" / "figures" / "text_variants.png")
         print(rep["markdown"])
         return
     seeds = parse_seeds(args.seeds)
