@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "service"))
 import tiny_weights  # noqa: E402
 
-pytestmark = [pytest.mark.container, pytest.mark.slow]
+# the first test also builds the images (up to ~15 min on a fresh machine): beyond the suite's 900 s timeout
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(2400)]
 ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "containers.conf")}
 NGINX_IMAGE = "localhost/scratch-serve-nginx:bookworm"
 FIGURES: dict = {}
