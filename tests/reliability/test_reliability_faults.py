@@ -1,5 +1,6 @@
-"""Faults on a real service process (committed weights): SIGTERM with requests in flight, and a uvicorn worker
-killed with SIGKILL under WORKERS=2.
+"""Faults on a real service process (committed weights): SIGTERM with requests in flight, a uvicorn worker
+killed with SIGKILL under WORKERS=2, a corrupt new version on reload, cold /parity calls under predict load (the
+two long ones marked `soak`: `.ci/run` runs them with `-m soak` on this file).
 
 SIGTERM: every request the service had received is answered with its result, a connection opened afterwards
 is refused (the listening socket is closed at once), and the process exits within GRACEFUL_SHUTDOWN_S (plus
@@ -69,6 +70,7 @@ def test_sigterm_answers_requests_in_flight_refuses_new_ones_and_exits(tmp_path)
         service.stop()
 
 
+@pytest.mark.soak  # ~2 min (two workers load TensorFlow, then a third): not in the default run; .ci/run runs it
 def test_a_worker_killed_with_sigkill_is_replaced_and_the_service_keeps_answering(tmp_path):
     service = Service(tmp_path / "service.log", WORKERS="2")
     try:
@@ -173,6 +175,7 @@ def test_corrupt_new_weights_are_refused_on_reload_while_the_old_version_keeps_s
         service.stop()
 
 
+@pytest.mark.soak  # ~1 min of parity over the test splits: not in the default run; .ci/run runs it
 def test_parity_cold_calls_do_not_starve_predicts(tmp_path):
     """Three cold /parity calls (test split loaded, both backends run over it) while predicts keep coming: the
     predicts go on being answered while the parity calls run, and every parity call is answered too."""
