@@ -107,3 +107,16 @@ def test_committed_cnn_with_the_compiled_conv_matches_keras(batch):
     assert len(steps) == 5 and all(compiled.supports(s, (batch, 8, 8, s.kernel.shape[2])) for s in steps)
     ref = np.asarray(kmodel(x, training=False))
     assert np.abs(model.predict(x) - ref).max() <= 1e-5
+
+
+def test_kernel_compiles_without_a_writable_cache_dir(monkeypatch):
+    """No cache locator (e.g. a read-only install, no NUMBA_CACHE_DIR): Numba refuses cache=True at
+    decoration time, and the kernel is compiled once per process instead."""
+    from numba.core import caching
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+
+    def add_one(a):
+        return a + 1
+    with pytest.raises(RuntimeError, match="no locator available"):
+        compiled.numba.njit(cache=True)(add_one)
+    assert compiled._jit(add_one)(np.float32(2)) == 3
