@@ -117,7 +117,8 @@ CONFIGS: dict[str, dict[str, dict]] = {
         # v2 with ONE Conv 256 at 4x4: v2's batch-1 scratch latency was 1.74x the default's (min-of-15-calls
         # per round, 15 alternating rounds, median; range 1.53-1.86): over issue 17's 1.5x, its 4x4 layers'
         # 4.7 MB of kernels are read for 16 positions at batch 1. This one measured 1.16x (1.04-1.28).
-        # 577,514 parameters; 9 epochs (the shared machine's budget: ~420-500 s per epoch at load 15-20).
+        # 577,514 parameters; 9 epochs (the shared machine's budget: ~420-580 s per epoch at load 15-20).
+        # Seed 0: validation macro-F1 0.8399, test 0.8389 (committed default 0.8264 / 0.8262): under 0.86.
         "v3": {
             "layers": cnn_layers(filters=(32, 64, 128, 256), kernels=(3, 3, 3, 3), convs_per_block=(1, 2, 2, 1),
                                  batch_norm=True, global_pool=True, kernel_l2=2.5e-4),
