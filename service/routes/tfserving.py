@@ -53,6 +53,27 @@ PREDICT_EXAMPLES = {
 }
 
 
+# The predict routes come first: Starlette answers an unsupported method with the Allow header of the first
+# route whose path matches, and `/{name}` also matches `cnn:predict` (OPTIONS would then advertise GET).
+PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": inline_schema(TFPredictRequest), "examples": PREDICT_EXAMPLES}}}}
+
+
+@router.post("/{name}:predict", response_model=TFPredictResponse, response_model_exclude_none=True,
+             summary="Predict (row or columnar format)", responses=ERRORS, openapi_extra=PREDICT_BODY)
+async def predict(name: NameParam, request: Request, registry: RegistryDep, settings: SettingsDep,
+                  inference: InferenceDep, backend: BackendParam = None) -> dict:
+    return await predict_model(name, None, backend, request, registry, settings, inference)
+
+
+@router.post("/{name}/versions/{version}:predict", response_model=TFPredictResponse,
+             response_model_exclude_none=True, summary="Predict on a model version", responses=ERRORS,
+             openapi_extra=PREDICT_BODY)
+async def predict_version(name: NameParam, version: VersionParam, request: Request, registry: RegistryDep,
+                          settings: SettingsDep, inference: InferenceDep, backend: BackendParam = None) -> dict:
+    return await predict_model(name, version, backend, request, registry, settings, inference)
+
+
 # ------------------------------------------------------------------ status and metadata
 def version_status(ref: repository.ModelRef) -> TFModelVersionStatus:
     """AVAILABLE when the version can serve (a backend loaded), LOADING, else END with the reason."""
@@ -212,22 +233,3 @@ async def predict_model(name: str, version: str | None, backend: BackendName | N
     result = await inference.predict_proba(served, batch)
     key = "predictions" if body.instances is not None else "outputs"
     return {key: result.probs.tolist()}
-
-
-PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": inline_schema(TFPredictRequest), "examples": PREDICT_EXAMPLES}}}}
-
-
-@router.post("/{name}:predict", response_model=TFPredictResponse, response_model_exclude_none=True,
-             summary="Predict (row or columnar format)", responses=ERRORS, openapi_extra=PREDICT_BODY)
-async def predict(name: NameParam, request: Request, registry: RegistryDep, settings: SettingsDep,
-                  inference: InferenceDep, backend: BackendParam = None) -> dict:
-    return await predict_model(name, None, backend, request, registry, settings, inference)
-
-
-@router.post("/{name}/versions/{version}:predict", response_model=TFPredictResponse,
-             response_model_exclude_none=True, summary="Predict on a model version", responses=ERRORS,
-             openapi_extra=PREDICT_BODY)
-async def predict_version(name: NameParam, version: VersionParam, request: Request, registry: RegistryDep,
-                          settings: SettingsDep, inference: InferenceDep, backend: BackendParam = None) -> dict:
-    return await predict_model(name, version, backend, request, registry, settings, inference)
