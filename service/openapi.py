@@ -149,12 +149,10 @@ def _vocabulary(entry) -> int | None:
     return len(entry.vectorizer.vocabulary) if getattr(entry, "vectorizer", None) is not None else None
 
 
-def _token_row(entry) -> dict:
-    """One row of token ids: below the vocabulary size, at least one id >= 1 (not all padding)."""
-    spec = entry.input_spec
-    top = (_vocabulary(entry) or np.iinfo(spec.numpy_dtype).max + 1) - 1
-    return _nested(spec.shape, {"type": "integer", "minimum": 0, "maximum": int(top)},
-                   {"contains": {"type": "integer", "minimum": 1}})
+def _token_ids(entry, vocabulary: int | None) -> tuple[dict, dict]:
+    """(one token id: below ``vocabulary``, a row's rule: at least one id >= 1, not all padding)."""
+    top = (vocabulary or np.iinfo(entry.input_spec.numpy_dtype).max + 1) - 1
+    return {"type": "integer", "minimum": 0, "maximum": int(top)}, {"contains": {"type": "integer", "minimum": 1}}
 
 
 def _text_item() -> dict:
@@ -170,8 +168,9 @@ def _image_file(entry) -> dict | None:
 
 def _row(entry) -> dict:
     """One item of the network's own input (its spec shape), as the protocols' numeric tensors hold it."""
-    spec = entry.input_spec
-    return _token_row(entry) if spec.kind == "text" else _nested(spec.shape, leaf_schema(spec))
+    spec = entry.input_spec  # TF Serving's rows go through /predict's `inputs` rules (the spec's vocabulary)
+    return _nested(spec.shape, *_token_ids(entry, spec.vocabulary_size)) if spec.kind == "text" else \
+        _nested(spec.shape, leaf_schema(spec))
 
 
 def _backend_parameter(entry, settings) -> tuple[dict, bool]:
@@ -218,10 +217,8 @@ def v2_body_schema(entry, settings) -> dict:
             tensors.append((name, ["BYTES"], [1], _tensor_data([1], _text_item())))
             continue
         numbers = [d for d in network.accepted_datatypes(spec, name) if d != "BYTES"]
-        if spec.kind == "text":
-            top = (_vocabulary(entry) or np.iinfo(spec.numpy_dtype).max + 1) - 1
-            leaf, row = {"type": "integer", "minimum": 0, "maximum": int(top)}, {
-                "contains": {"type": "integer", "minimum": 1}}
+        if spec.kind == "text":  # v2 checks ids against the vocabulary the model has (ModelRef.vocabulary_size)
+            leaf, row = _token_ids(entry, _vocabulary(entry))
         else:
             leaf, row = leaf_schema(spec), None
         tensors.append((name, numbers, [1, *spec.shape], _tensor_data([1, *spec.shape], leaf, row)))
@@ -235,7 +232,7 @@ def v2_body_schema(entry, settings) -> dict:
     backend, required = _backend_parameter(entry, settings)
     outputs = {"type": "array", "items": {
         "type": "object", "required": ["name"],
-        "properties": {"name": {"enum": list(network_outputs())},
+        "properties": {"name": {"enum": [network.PROBABILITIES, network.LABELS]},
                        "parameters": _parameters({"binary_data": {"type": "boolean"}},
                                                  ("classification", "shared_memory_region"))}}}
     return {"type": "object", "title": f"InferenceRequest[{entry.name} v{entry.version}]",
@@ -247,12 +244,6 @@ def v2_body_schema(entry, settings) -> dict:
                 "inputs": {"type": "array", "minItems": 1, "maxItems": 1,
                            "items": variants[0] if len(variants) == 1 else {"oneOf": variants}},
                 "outputs": {"anyOf": [outputs, {"type": "null"}]}}}
-
-
-def network_outputs() -> tuple[str, ...]:
-    from .protocols import network
-
-    return (network.PROBABILITIES, network.LABELS)
 
 
 def tf_body_schema(entry, settings) -> dict:
