@@ -31,8 +31,8 @@ def detect_format(path: str | os.PathLike) -> str:
         return "h5"
     if zipfile.is_zipfile(path):
         return "keras"
-    raise ValueError(f"{path}: expected a Keras 3 .keras zip or a legacy HDF5 file, "
-                     f"received a file starting with {head!r}")
+    raise ValueError(f"{os.path.basename(path)} is neither a Keras 3 .keras zip nor a legacy HDF5 file "
+                     f"(it starts with {head!r})")
 
 
 def load_keras(path: str | os.PathLike) -> Model:

@@ -8,29 +8,25 @@ from __future__ import annotations
 
 import os
 import tempfile
-import zipfile
 from pathlib import Path
+
+from scratch_models.keras_loader import detect_format
 
 from ..backends.base import BackendLoadError, InputSpec
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 INSTALL_KERAS = 'pip install "scratch-serve[keras]"'
 
 
 def sniff_format(path: Path) -> str:
-    """'h5' (legacy HDF5) or 'keras' (Keras 3 zip), by content; raises :class:`BackendLoadError`."""
+    """'h5' (legacy HDF5) or 'keras' (Keras 3 zip), by content (the engine's sniffer); raises
+    :class:`BackendLoadError`."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
+        return detect_format(path)
     except OSError as exc:
         raise BackendLoadError(f"{path.name} cannot be read ({exc})") from None
-    if head == HDF5_SIGNATURE:
-        return "h5"
-    if zipfile.is_zipfile(path):
-        return "keras"
-    raise BackendLoadError(f"{path.name} is neither a Keras 3 .keras zip nor a legacy HDF5 file "
-                           f"(it starts with {head!r})")
+    except ValueError as exc:
+        raise BackendLoadError(str(exc)) from None
 
 
 def import_keras():
