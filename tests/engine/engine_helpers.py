@@ -92,6 +92,24 @@ def padded_ids(rng, n: int, t: int, vocab: int, pattern: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- small models shared by several files
+# Recurrent layers behind a (masking) Embedding: the shared set-up of the SimpleRNN/LSTM/GRU tests.
+PADDINGS = ["none", "right", "left", "middle", "full"]
+VOCAB, T, EMB = 17, 7, 5
+
+
+def sequence_model(inner, pattern, seed, extra=()):
+    """Embedding(mask_zero when padded) -> inner -> extra layers, int32 input of length T."""
+    model = keras.Sequential([keras.Input(shape=(T,), dtype="int32"),
+                              keras.layers.Embedding(VOCAB, EMB, mask_zero=pattern != "none"), inner, *extra])
+    randomize_weights(model, seed)
+    return model
+
+
+def sequence_ids(pattern, seed, n=6):
+    """(n, T) token ids in [1, VOCAB) zero-padded by ``pattern`` (see :func:`padded_ids`)."""
+    return padded_ids(np.random.default_rng(seed), n, T, VOCAB, pattern)
+
+
 def make_keras_cnn(seed: int = 100):
     """Conv2D + BN + pooling + Dense softmax on (16, 16, 3): the shape of the served CNN, smaller."""
     L = keras.layers

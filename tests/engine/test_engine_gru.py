@@ -5,22 +5,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from engine_helpers import compare, padded_ids, randomize_weights
+from engine_helpers import PADDINGS, compare, randomize_weights, sequence_model
+from engine_helpers import sequence_ids as ids
 
 L = keras.layers
-PADDINGS = ["none", "right", "left", "middle", "full"]
-VOCAB, T, EMB = 17, 7, 5
-
-
-def sequence_model(inner, pattern, seed, extra=()):
-    model = keras.Sequential([keras.Input(shape=(T,), dtype="int32"),
-                              L.Embedding(VOCAB, EMB, mask_zero=pattern != "none"), inner, *extra])
-    randomize_weights(model, seed)
-    return model
-
-
-def ids(pattern, seed, n=6):
-    return padded_ids(np.random.default_rng(seed), n, T, VOCAB, pattern)
 
 
 @pytest.mark.parametrize("pattern", PADDINGS)

@@ -11,7 +11,8 @@ import itertools
 import keras
 import numpy as np
 import pytest
-from engine_helpers import compare, padded_ids, randomize_weights, single_layer_model
+from engine_helpers import (EMB, PADDINGS, T, VOCAB, compare, padded_ids, randomize_weights, sequence_ids, sequence_model,
+                            single_layer_model)
 
 import scratch_models
 from scratch_models import UnsupportedLayerError
@@ -183,20 +184,7 @@ def test_embedding_float_input_carrying_ids():
 
 
 # ----------------------------------------------------------------------- SimpleRNN and LSTM
-PADDINGS = ["none", "right", "left", "middle", "full"]
-VOCAB, T, EMB = 17, 7, 5
-
-
-def sequence_model(inner, pattern, seed, extra=()):
-    """Embedding(mask_zero when padded) -> inner -> extra layers, int32 input of length T."""
-    model = keras.Sequential([keras.Input(shape=(T,), dtype="int32"),
-                              L.Embedding(VOCAB, EMB, mask_zero=pattern != "none"), inner, *extra])
-    randomize_weights(model, seed)
-    return model
-
-
-def sequence_ids(pattern, seed, n=6):
-    return padded_ids(np.random.default_rng(seed), n, T, VOCAB, pattern)
+# PADDINGS, VOCAB, T, EMB, sequence_model and sequence_ids: engine_helpers.
 
 
 @pytest.mark.parametrize("pattern", PADDINGS)
