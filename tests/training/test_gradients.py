@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from training_helpers import TOLERANCE, compare_layer
+from training_helpers import TOLERANCE, check_gradient_errors, compare_layer
 
 L = keras.layers
 DTYPES = ["float64", "float32"]
@@ -105,10 +105,7 @@ RECURRENT = recurrent_cases()
 
 
 def check(errors: dict, dtype: str, record_error) -> None:
-    worst_key = max(errors, key=errors.get)
-    record_error(f"layer gradients {dtype}", errors[worst_key])
-    bad = {k: v for k, v in errors.items() if not v <= TOLERANCE[dtype]}
-    assert not bad, f"relative errors above {TOLERANCE[dtype]:g}: {bad}"
+    check_gradient_errors(errors, dtype, record_error, "layer gradients")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from training_helpers import TOLERANCE, compare_layer, floatx, randomize, rel_error
+from training_helpers import check_gradient_errors, compare_layer, floatx, randomize, rel_error
 
 L = keras.layers
 DTYPES = ["float64", "float32"]
@@ -72,10 +72,7 @@ CASES["dense_hard_swish"] = (lambda: L.Dense(4, activation="hard_swish"), lambda
 
 
 def check(errors, dtype, record_error):
-    worst = max(errors, key=errors.get)
-    record_error(f"issue14 gradients {dtype}", errors[worst])
-    bad = {k: v for k, v in errors.items() if not v <= TOLERANCE[dtype]}
-    assert not bad, f"relative errors above {TOLERANCE[dtype]:g}: {bad}"
+    check_gradient_errors(errors, dtype, record_error, "issue14 gradients")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -13,6 +13,15 @@ import numpy as np
 TOLERANCE = {"float64": 1e-7, "float32": 1e-4}
 
 
+def check_gradient_errors(errors: dict, dtype: str, record_error, label: str) -> None:
+    """Record the worst of ``errors`` (case -> relative error) under ``label`` and fail on any above the
+    ``dtype`` tolerance, naming them all."""
+    worst_key = max(errors, key=errors.get)
+    record_error(f"{label} {dtype}", errors[worst_key])
+    bad = {k: v for k, v in errors.items() if not v <= TOLERANCE[dtype]}
+    assert not bad, f"relative errors above {TOLERANCE[dtype]:g}: {bad}"
+
+
 def rel_error(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     assert a.shape == b.shape, (a.shape, b.shape)
