@@ -36,6 +36,15 @@ class SparseCategoricalCrossentropy:
     def __init__(self, from_logits: bool = False):
         self.from_logits = bool(from_logits)
 
+    def on_logits(self) -> "SparseCategoricalCrossentropy":
+        """The same loss taken from the final softmax's logits (what Keras' TensorFlow backend does)."""
+        return SparseCategoricalCrossentropy(from_logits=True)
+
+    @staticmethod
+    def labels(y) -> np.ndarray:
+        """The class index of each target (N,): these targets are indices already."""
+        return np.asarray(y)
+
     def _logits(self, scores: np.ndarray) -> np.ndarray:
         return scores if self.from_logits else np.log(np.clip(scores, EPSILON, 1 - EPSILON))
 
@@ -81,6 +90,15 @@ class CategoricalCrossentropy:
             raise ValueError(f"Expected label_smoothing in [0, 1], received {label_smoothing!r}")
         self.from_logits, self.label_smoothing = bool(from_logits), float(label_smoothing)
 
+    def on_logits(self) -> "CategoricalCrossentropy":
+        """The same loss (same smoothing) taken from the final softmax's logits, as Keras does."""
+        return CategoricalCrossentropy(from_logits=True, label_smoothing=self.label_smoothing)
+
+    @staticmethod
+    def labels(targets) -> np.ndarray:
+        """The class index of each target row (N,): Keras' categorical accuracy compares argmaxes."""
+        return np.asarray(targets).argmax(1)
+
     def smoothed(self, targets: np.ndarray) -> np.ndarray:
         if not self.label_smoothing:
             return targets
@@ -109,11 +127,14 @@ class CategoricalCrossentropy:
         return grad.astype(scores.dtype)
 
 
-def get(spec) -> SparseCategoricalCrossentropy:
-    """The training loop's loss (``training.py`` takes the softmax's logits with the sparse loss;
-    ``CategoricalCrossentropy`` is not wired into ``fit`` yet)."""
-    if isinstance(spec, SparseCategoricalCrossentropy):
+def get(spec):
+    """The training loop's loss from a name or an instance: sparse categorical cross-entropy on
+    integer labels, or categorical cross-entropy (with its label smoothing) on target rows."""
+    if isinstance(spec, (SparseCategoricalCrossentropy, CategoricalCrossentropy)):
         return spec
     if spec in ("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy"):
         return SparseCategoricalCrossentropy()
-    raise ValueError(f"Expected loss 'sparse_categorical_crossentropy' or a SparseCategoricalCrossentropy, received {spec!r}")
+    if spec in ("categorical_crossentropy", "CategoricalCrossentropy"):
+        return CategoricalCrossentropy()
+    raise ValueError("Expected loss 'sparse_categorical_crossentropy', 'categorical_crossentropy' or an instance of "
+                     f"either class, received {spec!r}")

@@ -42,7 +42,7 @@ class History:
 @dataclass
 class TrainingSetup:
     optimizer: optimizers.Optimizer
-    loss: losses.SparseCategoricalCrossentropy
+    loss: losses.SparseCategoricalCrossentropy | losses.CategoricalCrossentropy
     softmax_logits: bool  # loss from the final softmax's logits, as Keras does
 
 
@@ -103,7 +103,7 @@ def train_step(model: Model, x, y) -> float:
     probs = model(x, training=True)
     if setup.softmax_logits:
         logits = _logits_of_output(model)
-        logit_loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+        logit_loss = setup.loss.on_logits()
         loss = logit_loss(y, logits)
         model.backward(logit_loss.gradient(y, logits), pre_activation=True)
     else:
@@ -113,7 +113,7 @@ def train_step(model: Model, x, y) -> float:
     loss += add_regularization(params)
     setup.optimizer.step([layer.weights[k] for layer, k in params], [layer.grads[k] for layer, k in params],
                          [layer.grad_squares.get(k) for layer, k in params])
-    model.last_batch_accuracy = float((probs.argmax(1) == y).mean())
+    model.last_batch_accuracy = float((probs.argmax(1) == setup.loss.labels(y)).mean())
     return loss
 
 
@@ -136,7 +136,7 @@ def evaluate(model: Model, x, y, batch_size: int = 256) -> tuple[float, float]:
     y = np.asarray(y)
     probs = model.predict(x, batch_size=batch_size)
     loss_fn = getattr(getattr(model, "training", None), "loss", None) or losses.SparseCategoricalCrossentropy()
-    return loss_fn(y, probs), float((probs.argmax(1) == y).mean())
+    return loss_fn(y, probs), float((probs.argmax(1) == loss_fn.labels(y)).mean())
 
 
 def _reseed(model: Model, seed: int) -> None:

@@ -180,9 +180,15 @@ def plot_history(history: dict, path: Path, title: str) -> None:
 def fit_scratch(model, cfg: dict, x_train, y_train, x_valid, y_valid, seed: int, run_dir: Path) -> dict:
     """The scratch engine's own training: Adam with the config's learning rate, early stopping on the
     validation loss restoring the best weights (as the Keras path's callbacks do)."""
+    from scratch_models.losses import CategoricalCrossentropy
     from scratch_models.optimizers import Adam
 
-    model.compile(optimizer=Adam(cfg["learning_rate"]), loss="sparse_categorical_crossentropy")
+    if cfg.get("label_smoothing"):  # categorical cross-entropy on one-hot rows, as loss_for gives Keras
+        loss = CategoricalCrossentropy(label_smoothing=cfg["label_smoothing"])
+        y_train, y_valid = (targets(cfg, y, model.output_shape[-1]) for y in (y_train, y_valid))
+    else:
+        loss = "sparse_categorical_crossentropy"
+    model.compile(optimizer=Adam(cfg["learning_rate"]), loss=loss)
     history: dict[str, list] = {}
     best, best_weights, waited = np.inf, model.get_weights(), 0
     plateau_best, plateau_wait = np.inf, 0  # Keras' ReduceLROnPlateau (factor 0.3, min_delta 1e-4, min_lr 1e-5)

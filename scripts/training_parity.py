@@ -113,20 +113,36 @@ def build(name: str, dtype: str = "float32", seed: int = 0):
 
 
 def run_parity(keras_model, x, y, steps: int = STEPS, batch_size: int = BATCH_SIZE,
-               learning_rate: float = LEARNING_RATE, seed: int = 0) -> dict:
+               learning_rate: float = LEARNING_RATE, seed: int = 0, optimizer: str = "adam",
+               label_smoothing: float | None = None) -> dict:
     """Train both copies for ``steps`` batches; per-step losses, per-weight relative differences
     after the last step, the largest one after every step, times. A float64 Keras model gives a
-    float64 scratch copy (``from_keras``)."""
+    float64 scratch copy (``from_keras``). ``optimizer='sgd'`` is SGD with Nesterov momentum 0.9
+    (the issue-17 CNN recipe); ``label_smoothing`` switches both sides to categorical cross-entropy on
+    one-hot targets with that smoothing."""
     import keras
 
     import scratch_models
-    from scratch_models.optimizers import Adam
+    from scratch_models.losses import CategoricalCrossentropy
+    from scratch_models.optimizers import SGD, Adam
 
     scratch = scratch_models.from_keras(keras_model)
-    scratch.compile(Adam(learning_rate), "sparse_categorical_crossentropy")
+    if optimizer == "adam":
+        ours, theirs = Adam(learning_rate), keras.optimizers.Adam(learning_rate)
+    elif optimizer == "sgd":
+        ours = SGD(learning_rate, momentum=0.9, nesterov=True)
+        theirs = keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    else:
+        raise ValueError(f"Expected optimizer 'adam' or 'sgd', received {optimizer!r}")
     # The loss in the model's dtype (a Keras loss computes in floatx unless told otherwise).
-    keras_model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=False,
-                        loss=keras.losses.SparseCategoricalCrossentropy(dtype=keras_model.compute_dtype))
+    if label_smoothing is None:
+        scratch.compile(ours, "sparse_categorical_crossentropy")
+        keras_loss = keras.losses.SparseCategoricalCrossentropy(dtype=keras_model.compute_dtype)
+    else:
+        scratch.compile(ours, CategoricalCrossentropy(label_smoothing=label_smoothing))
+        keras_loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, dtype=keras_model.compute_dtype)
+        y = np.eye(keras_model.output_shape[-1], dtype=keras_model.compute_dtype)[y]
+    keras_model.compile(optimizer=theirs, jit_compile=False, loss=keras_loss)
     keras_losses, scratch_losses, per_step, keras_seconds, scratch_seconds = [], [], [], 0.0, 0.0
     for idx in batches(len(x), steps, batch_size, seed):
         t0 = time.perf_counter()
