@@ -1,0 +1,382 @@
+/* scratch_models.inference._kernels: the fused convolution step of the inference plan, compiled.
+ *
+ * conv2d: Conv2D (kh x kw, stride sy x sx, explicit zero padding) of an NHWC float32 batch, + bias per filter
+ * (a BatchNormalization folded in by the plan), optional ReLU, optional 2x2/2 'valid' max pooling, written as a
+ * register-blocked direct convolution:
+ *
+ *   - the kernel is packed once (by the plan, inference/kernels.py) into filter blocks of FBW = VW * NV filters,
+ *     (FB, kh, kw, C, FBW), zero-padded to a whole block, so one window row's (kx, c) taps are contiguous;
+ *   - each image is copied once into a zero-bordered buffer, so no tap needs a bounds check;
+ *   - an output tile of P pixels of one output row x one filter block (P * NV vectors: 24 zmm registers for
+ *     AVX-512) stays in registers over the whole (ky, kx, c) reduction: per tap, NV weight vectors are loaded and
+ *     each pixel's input value is broadcast into NV fused multiply-adds;
+ *   - bias and ReLU are applied to the registers; with pooling, two output rows go to a small row buffer and
+ *     their 2x2 maxima to the output (a maximum commutes with adding a constant and with ReLU, exactly).
+ *
+ * One source, three instruction sets: the tile is written with GCC vector extensions and instantiated per
+ * target (AVX-512F, AVX2+FMA, and the compiler's baseline: SSE2 on x86-64, NEON on arm64); the best one the CPU
+ * supports is chosen at import (__builtin_cpu_supports), and any can be asked for by index (tests run them all).
+ * Sums run in float32 in a fixed order (ky, kx, c), as im2col + sgemm does.
+ *
+ * Arrays come through the buffer protocol (no NumPy C API at build time); the GIL is released while computing,
+ * so the plan's batch split (Python threads) runs parts on both cores.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if !defined(__GNUC__)
+#error "_kernels.c needs GCC or Clang (vector extensions); the engine then uses its NumPy path"
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SCRATCH_X86 1
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma,avx2")))
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
+#define TARGET_BASE
+
+typedef struct {
+    const float *x;      /* (N, H, W, C) */
+    const float *kern;   /* (FB, kh, kw, C, FBW) */
+    const float *bias;   /* (FB * FBW,) */
+    float *out;          /* (N, Ho, Wo, F) or pooled (N, Ho / 2, Wo / 2, F) */
+    float *pad;          /* one image with its zero border: (Hp, Wp, C) */
+    float *rows;         /* two output rows of one filter block: (2, Wo, FBW) */
+    Py_ssize_t n, h, w, c, f, fb;
+    int kh, kw, sy, sx, pt, pl, ho, wo, hp, wp, relu, pool;
+} ConvArgs;
+
+/* Copies image i of the batch into the zero-bordered buffer. */
+static void pad_image(const ConvArgs *a, Py_ssize_t i)
+{
+    const Py_ssize_t rowlen = a->w * a->c;
+    memset(a->pad, 0, sizeof(float) * (size_t)(a->hp * a->wp * a->c));
+    const float *src = a->x + i * a->h * rowlen;
+    for (Py_ssize_t y = 0; y < a->h; y++)
+        memcpy(a->pad + ((y + a->pt) * a->wp + a->pl) * a->c, src + y * rowlen, sizeof(float) * (size_t)rowlen);
+}
+
+/* Tile sizes: a row of `width` pixels in the fewest tiles of at most `most`, sizes differing by at most one. */
+static inline int tile_count(int width, int most) { return (width + most - 1) / most; }
+
+#define UNROLL _Pragma("GCC unroll 16")
+
+/* One instruction set's tile and driver. VW: floats per vector; NV: vectors per filter block; PMAX: most pixels
+ * per tile (PMAX * NV accumulators + NV weights + a broadcast must fit the register file). */
+#define DEFINE_VARIANT(SFX, TGT, VW, NV, PMAX)                                                                  \
+typedef float vec_##SFX __attribute__((vector_size(4 * (VW))));                                                 \
+typedef float vecu_##SFX __attribute__((vector_size(4 * (VW)), aligned(4)));                                    \
+typedef int ivec_##SFX __attribute__((vector_size(4 * (VW))));                                                  \
+                                                                                                                \
+/* P output pixels (windows `pix` floats apart in the padded image, rows `row` apart) x one filter block:       \
+ * the reduction over (ky, kx, c) in registers, then bias, ReLU and a store of P * FBW floats to dst             \
+ * (pixels `dstride` floats apart). */                                                                          \
+static inline __attribute__((always_inline)) TGT void                                                           \
+tile_##SFX(const int P, const float *restrict x, const ptrdiff_t pix, const ptrdiff_t row, const int kh,        \
+           const int kwc, const float *restrict w, const float *restrict bias, const int relu,                  \
+           float *restrict dst, const ptrdiff_t dstride)                                                        \
+{                                                                                                               \
+    vec_##SFX acc[PMAX][NV];                                                                                    \
+    UNROLL for (int p = 0; p < P; p++)                                                                          \
+        UNROLL for (int v = 0; v < NV; v++) acc[p][v] = (vec_##SFX){0};                                         \
+    for (int ky = 0; ky < kh; ky++) {                                                                           \
+        const float *restrict xr = x + ky * row;                                                                \
+        const float *restrict wr = w + (ptrdiff_t)ky * kwc * ((VW) * (NV));                                     \
+        for (int j = 0; j < kwc; j++) {                                                                         \
+            vec_##SFX wv[NV];                                                                                   \
+            UNROLL for (int v = 0; v < NV; v++)                                                                 \
+                wv[v] = *(const vecu_##SFX *)(wr + (ptrdiff_t)j * ((VW) * (NV)) + v * (VW));                    \
+            UNROLL for (int p = 0; p < P; p++) {                                                                \
+                const float s = xr[p * pix + j];                                                                \
+                UNROLL for (int v = 0; v < NV; v++) acc[p][v] += wv[v] * s;                                     \
+            }                                                                                                   \
+        }                                                                                                       \
+    }                                                                                                           \
+    vec_##SFX b[NV];                                                                                            \
+    UNROLL for (int v = 0; v < NV; v++) b[v] = *(const vecu_##SFX *)(bias + v * (VW));                          \
+    UNROLL for (int p = 0; p < P; p++)                                                                          \
+        UNROLL for (int v = 0; v < NV; v++) {                                                                   \
+            vec_##SFX r = acc[p][v] + b[v];                                                                     \
+            if (relu) /* keeps NaN, as np.maximum(z, 0) does */                                                 \
+                r = (vec_##SFX)((ivec_##SFX)r & ~(ivec_##SFX)(r < (vec_##SFX){0}));                             \
+            *(vecu_##SFX *)(dst + p * dstride + v * (VW)) = r;                                                  \
+        }                                                                                                       \
+}                                                                                                               \
+                                                                                                                \
+/* Output pixels [x0, x0 + count) of output row oy of filter block fb, into dst. */                             \
+static TGT void span_##SFX(const ConvArgs *a, int oy, int x0, int count, const float *w, const float *bias,     \
+                           float *dst, ptrdiff_t dstride)                                                       \
+{                                                                                                               \
+    const ptrdiff_t row = (ptrdiff_t)a->wp * a->c, pix = (ptrdiff_t)a->sx * a->c;                               \
+    const int kwc = a->kw * (int)a->c, tiles = tile_count(count, PMAX);                                         \
+    int start = 0;                                                                                              \
+    for (int t = 0; t < tiles; t++) {                                                                           \
+        const int p = count / tiles + (t < count % tiles);                                                      \
+        const float *x = a->pad + (ptrdiff_t)oy * a->sy * row + (ptrdiff_t)(x0 + start) * pix;                  \
+        float *d = dst + (ptrdiff_t)start * dstride;                                                            \
+        switch (p) {                                                                                            \
+        case 1: tile_##SFX(1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;                    \
+        case 2: tile_##SFX(2 <= PMAX ? 2 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
+        case 3: tile_##SFX(3 <= PMAX ? 3 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
+        case 4: tile_##SFX(4 <= PMAX ? 4 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
+        case 5: tile_##SFX(5 <= PMAX ? 5 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
+        case 6: tile_##SFX(6 <= PMAX ? 6 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
+        case 7: tile_##SFX(7 <= PMAX ? 7 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
+        case 8: tile_##SFX(8 <= PMAX ? 8 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
+        case 9: tile_##SFX(9 <= PMAX ? 9 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
+        case 10: tile_##SFX(10 <= PMAX ? 10 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
+        case 11: tile_##SFX(11 <= PMAX ? 11 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
+        default: tile_##SFX(12 <= PMAX ? 12 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
+        }                                                                                                       \
+        start += p;                                                                                             \
+    }                                                                                                           \
+}                                                                                                               \
+                                                                                                                \
+static TGT void conv_##SFX(const ConvArgs *a)                                                                   \
+{                                                                                                               \
+    const int fbw = (VW) * (NV);                                                                                \
+    const ptrdiff_t block = (ptrdiff_t)a->kh * a->kw * a->c * fbw;                                              \
+    const int hq = a->ho / 2, wq = a->wo / 2;                                                                   \
+    for (Py_ssize_t i = 0; i < a->n; i++) {                                                                     \
+        pad_image(a, i);                                                                                        \
+        for (Py_ssize_t fb = 0; fb < a->fb; fb++) {                                                             \
+            const float *w = a->kern + fb * block, *bias = a->bias + fb * fbw;                                     \
+            const Py_ssize_t f0 = fb * fbw;                                                                     \
+            const int valid = (int)(a->f - f0 < fbw ? a->f - f0 : fbw);                                         \
+            if (!a->pool) {                                                                                     \
+                for (int oy = 0; oy < a->ho; oy++) {                                                            \
+                    float *o = a->out + ((i * a->ho + oy) * a->wo) * a->f + f0;                                 \
+                    if (valid == fbw) {                                                                         \
+                        span_##SFX(a, oy, 0, a->wo, w, bias, o, (ptrdiff_t)a->f);                               \
+                        continue;                                                                               \
+                    }                                                                                           \
+                    span_##SFX(a, oy, 0, a->wo, w, bias, a->rows, fbw);                                         \
+                    for (int ox = 0; ox < a->wo; ox++)                                                          \
+                        memcpy(o + (ptrdiff_t)ox * a->f, a->rows + (ptrdiff_t)ox * fbw, sizeof(float) * valid); \
+                }                                                                                               \
+                continue;                                                                                       \
+            }                                                                                                   \
+            for (int qy = 0; qy < hq; qy++) {                                                                   \
+                float *r0 = a->rows, *r1 = a->rows + (ptrdiff_t)2 * wq * fbw;                                   \
+                span_##SFX(a, 2 * qy, 0, 2 * wq, w, bias, r0, fbw);                                             \
+                span_##SFX(a, 2 * qy + 1, 0, 2 * wq, w, bias, r1, fbw);                                         \
+                float *o = a->out + ((i * hq + qy) * wq) * a->f + f0;                                           \
+                for (int qx = 0; qx < wq; qx++) {                                                               \
+                    const float *u0 = r0 + (ptrdiff_t)2 * qx * fbw, *u1 = r1 + (ptrdiff_t)2 * qx * fbw;         \
+                    float *oq = o + (ptrdiff_t)qx * a->f;                                                       \
+                    for (int l = 0; l < valid; l++) {                                                           \
+                        float m0 = u0[l] > u0[l + fbw] ? u0[l] : u0[l + fbw];                                   \
+                        float m1 = u1[l] > u1[l + fbw] ? u1[l] : u1[l + fbw];                                   \
+                        oq[l] = m0 > m1 ? m0 : m1;                                                              \
+                    }                                                                                           \
+                }                                                                                               \
+            }                                                                                                   \
+        }                                                                                                       \
+    }                                                                                                           \
+}
+
+#ifdef SCRATCH_X86
+DEFINE_VARIANT(avx512, TARGET_AVX512, 16, 2, 12)
+DEFINE_VARIANT(avx2, TARGET_AVX2, 8, 2, 6)
+#endif
+DEFINE_VARIANT(base, TARGET_BASE, 4, 2, 4)
+
+typedef struct {
+    const char *name;
+    int block;  /* FBW: filters per packed block */
+    int tile;   /* PMAX: pixels per register tile */
+    void (*conv)(const ConvArgs *);
+    int (*supported)(void);
+} Variant;
+
+#ifdef SCRATCH_X86
+static int has_avx512(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+                                                           && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw")
+                                                           && __builtin_cpu_supports("fma"); }
+static int has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#endif
+static int always(void) { return 1; }
+
+/* Best first. */
+static const Variant VARIANTS[] = {
+#ifdef SCRATCH_X86
+    {"avx512", 32, 12, conv_avx512, has_avx512},
+    {"avx2", 16, 6, conv_avx2, has_avx2},
+#endif
+    {"base", 8, 4, conv_base, always},
+};
+#define N_VARIANTS ((int)(sizeof(VARIANTS) / sizeof(VARIANTS[0])))
+
+/* ---------------------------------------------------------------- Python interface ------------------------------ */
+
+static int is_float32(const Py_buffer *b)
+{
+    const char *f = b->format;
+    if (f == NULL) return 0;
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
+    return f[0] == 'f' && f[1] == '\0';
+}
+
+static void shape_text(const Py_buffer *b, char *text, size_t size)
+{
+    size_t used = (size_t)PyOS_snprintf(text, size, "(");
+    for (int d = 0; d < b->ndim && used < size; d++)
+        used += (size_t)PyOS_snprintf(text + used, size - used, d ? ", %zd" : "%zd", b->shape[d]);
+    if (used < size) PyOS_snprintf(text + used, size - used, b->ndim == 1 ? ",)" : ")");
+}
+
+/* A C-contiguous float32 buffer of `ndim` dimensions, or an exception naming `what`. */
+static int get_array(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *what)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "conv2d: expected `%s` to be a C-contiguous%s float32 array, received %.100s",
+                     what, writable ? ", writable" : "", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (!is_float32(view)) {
+        PyErr_Format(PyExc_TypeError, "conv2d: expected `%s` of dtype float32 (format 'f'), received format '%s'",
+                     what, view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (view->ndim != ndim) {
+        PyErr_Format(PyExc_ValueError, "conv2d: expected `%s` with %d dimensions, received %d", what, ndim, view->ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int overlaps(const Py_buffer *a, const Py_buffer *b)
+{
+    const char *a0 = a->buf, *b0 = b->buf;
+    return a->len && b->len && a0 < b0 + b->len && b0 < a0 + a->len;
+}
+
+PyDoc_STRVAR(conv2d_doc,
+"conv2d(variant, x, w, bias, out, kh, kw, sy, sx, pt, pb, pl, pr, relu, pool)\n--\n\n"
+"Conv2D + bias [+ ReLU] [+ 2x2/2 max pooling] of an NHWC float32 batch into `out`.\n\n"
+"x: (N, H, W, C); w: the kernel packed by filter blocks, (FB, kh, kw, C, block) with `block` the variant's;\n"
+"bias: (FB * block,), zero-padded; out: (N, Ho, Wo, F) or, with pool, (N, Ho // 2, Wo // 2, F), F <= FB * block\n"
+"and F > (FB - 1) * block; Ho = (H + pt + pb - kh) // sy + 1, Wo likewise. All C-contiguous float32.");
+
+static PyObject *conv2d(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int variant, kh, kw, sy, sx, pt, pb, pl, pr, relu, pool;
+    PyObject *xo, *wo_, *bo, *oo;
+    if (!PyArg_ParseTuple(args, "iOOOOiiiiiiiipp:conv2d", &variant, &xo, &wo_, &bo, &oo, &kh, &kw, &sy, &sx,
+                          &pt, &pb, &pl, &pr, &relu, &pool))
+        return NULL;
+    if (variant < 0 || variant >= N_VARIANTS || !VARIANTS[variant].supported()) {
+        PyErr_Format(PyExc_ValueError, "conv2d: expected a variant index this CPU supports (see variants()), received %d",
+                     variant);
+        return NULL;
+    }
+    if (kh < 1 || kw < 1 || sy < 1 || sx < 1 || pt < 0 || pb < 0 || pl < 0 || pr < 0) {
+        PyErr_Format(PyExc_ValueError, "conv2d: expected kernel sizes and strides >= 1 and paddings >= 0, received "
+                     "kernel (%d, %d), strides (%d, %d), paddings (%d, %d, %d, %d)", kh, kw, sy, sx, pt, pb, pl, pr);
+        return NULL;
+    }
+    const Variant *v = &VARIANTS[variant];
+    Py_buffer x, w, b, o;
+    if (get_array(xo, &x, 4, 0, "x") < 0) return NULL;
+    if (get_array(wo_, &w, 5, 0, "w") < 0) { PyBuffer_Release(&x); return NULL; }
+    if (get_array(bo, &b, 1, 0, "bias") < 0) { PyBuffer_Release(&x); PyBuffer_Release(&w); return NULL; }
+    if (get_array(oo, &o, 4, 1, "out") < 0) { PyBuffer_Release(&x); PyBuffer_Release(&w); PyBuffer_Release(&b); return NULL; }
+
+    ConvArgs a;
+    memset(&a, 0, sizeof a);
+    char got[96], want[96];
+    PyObject *result = NULL;
+    a.n = x.shape[0]; a.h = x.shape[1]; a.w = x.shape[2]; a.c = x.shape[3];
+    a.fb = w.shape[0]; a.f = o.shape[3];
+    a.kh = kh; a.kw = kw; a.sy = sy; a.sx = sx; a.pt = pt; a.pl = pl; a.relu = relu; a.pool = pool;
+    const Py_ssize_t hp = a.h + pt + pb, wp = a.w + pl + pr;
+    if (a.c < 1 || hp < kh || wp < kw) {
+        shape_text(&x, got, sizeof got);
+        PyErr_Format(PyExc_ValueError, "conv2d: expected `x` (N, H, W, C) with C >= 1 and a padded image of at least "
+                     "the kernel (%d, %d), received %s with paddings (%d, %d, %d, %d)", kh, kw, got, pt, pb, pl, pr);
+        goto done;
+    }
+    a.hp = (int)hp; a.wp = (int)wp;
+    a.ho = (int)((hp - kh) / sy + 1); a.wo = (int)((wp - kw) / sx + 1);
+    if (w.shape[1] != kh || w.shape[2] != kw || w.shape[3] != a.c || w.shape[4] != v->block || a.fb < 1) {
+        shape_text(&w, got, sizeof got);
+        PyErr_Format(PyExc_ValueError, "conv2d: expected `w` of shape (FB, %d, %d, %zd, %d) (variant %s), received %s",
+                     kh, kw, a.c, v->block, v->name, got);
+        goto done;
+    }
+    if (b.shape[0] != a.fb * v->block) {
+        shape_text(&b, got, sizeof got);
+        PyErr_Format(PyExc_ValueError, "conv2d: expected `bias` of shape (%zd,), received %s", a.fb * v->block, got);
+        goto done;
+    }
+    if (pool && (a.ho < 2 || a.wo < 2)) {
+        PyErr_Format(PyExc_ValueError, "conv2d: 2x2 max pooling needs an output of at least 2x2, received (%d, %d)",
+                     a.ho, a.wo);
+        goto done;
+    }
+    {
+        const Py_ssize_t eh = pool ? a.ho / 2 : a.ho, ew = pool ? a.wo / 2 : a.wo;
+        if (o.shape[0] != a.n || o.shape[1] != eh || o.shape[2] != ew || a.f <= (a.fb - 1) * v->block
+                || a.f > a.fb * v->block) {
+            shape_text(&o, got, sizeof got);
+            PyOS_snprintf(want, sizeof want, "(%zd, %zd, %zd, F) with %zd < F <= %zd", a.n, eh, ew,
+                          (a.fb - 1) * v->block, a.fb * v->block);
+            PyErr_Format(PyExc_ValueError, "conv2d: expected `out` of shape %s, received %s", want, got);
+            goto done;
+        }
+    }
+    if (overlaps(&o, &x) || overlaps(&o, &w) || overlaps(&o, &b)) {
+        PyErr_SetString(PyExc_ValueError, "conv2d: expected `out` not to share memory with `x`, `w` or `bias`");
+        goto done;
+    }
+    if (a.n == 0) { result = Py_NewRef(Py_None); goto done; }
+    a.x = x.buf; a.kern = w.buf; a.bias = b.buf; a.out = o.buf;
+    a.pad = malloc(sizeof(float) * (size_t)(hp * wp * a.c));
+    a.rows = malloc(sizeof(float) * (size_t)(2 * a.wo * v->block));
+    if (a.pad == NULL || a.rows == NULL) { PyErr_NoMemory(); goto done; }
+    Py_BEGIN_ALLOW_THREADS
+    v->conv(&a);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    free(a.pad);
+    free(a.rows);
+    PyBuffer_Release(&x); PyBuffer_Release(&w); PyBuffer_Release(&b); PyBuffer_Release(&o);
+    return result;
+}
+
+PyDoc_STRVAR(variants_doc, "variants() -> list of (index, name, block, tile) this CPU supports, best first.\n\n"
+"block: filters per packed block (the last axis of conv2d's `w`); tile: output pixels per register tile.");
+
+static PyObject *variants(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL) return NULL;
+    for (int i = 0; i < N_VARIANTS; i++) {
+        if (!VARIANTS[i].supported()) continue;
+        PyObject *item = Py_BuildValue("(isii)", i, VARIANTS[i].name, VARIANTS[i].block, VARIANTS[i].tile);
+        if (item == NULL || PyList_Append(list, item) < 0) { Py_XDECREF(item); Py_DECREF(list); return NULL; }
+        Py_DECREF(item);
+    }
+    return list;
+}
+
+static PyMethodDef methods[] = {
+    {"conv2d", conv2d, METH_VARARGS, conv2d_doc},
+    {"variants", variants, METH_NOARGS, variants_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels",
+    "The inference plan's compiled kernels (see inference/kernels.py): a register-blocked direct convolution.",
+    -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

@@ -1,0 +1,89 @@
+"""The plan's compiled kernels (``_kernels.c``), when they were built, and the switch that turns them off.
+
+``pip install`` compiles ``_kernels.c`` if a C compiler and the Python headers are there (setup.py marks the
+extension optional): without them the engine runs its NumPy path, with the same results to float32 rounding.
+``SCRATCH_KERNELS`` chooses, read at import (``configure`` changes it later, for tests and benchmarks):
+
+* unset or ``auto``: the best instruction set this CPU supports (AVX-512, AVX2 + FMA, or the baseline);
+* ``numpy``: no compiled kernel (the NumPy path everywhere);
+* ``avx512``, ``avx2``, ``base``: that variant (an error if this CPU or build has not got it).
+
+``DirectConv`` is one convolution's kernel packed once for the chosen variant (at plan compile), called per
+batch or part.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+try:
+    from . import _kernels
+except ImportError:  # not built (no compiler at install, or a source checkout never installed)
+    _kernels = None
+
+#: The environment variable read at import.
+ENV = "SCRATCH_KERNELS"
+#: (index, name, block, tile) of each variant this CPU supports, best first; empty without the extension.
+VARIANTS: list[tuple[int, str, int, int]] = list(_kernels.variants()) if _kernels is not None else []
+#: The variant in use, or None (NumPy path).
+variant: tuple[int, str, int, int] | None = None
+
+
+def configure(choice: str | None = None) -> tuple[int, str, int, int] | None:
+    """Select the variant for plans compiled from now on: 'auto' (or None: the environment's choice),
+    'numpy', or a variant name. Returns the selection (None: the NumPy path)."""
+    global variant
+    choice = (os.environ.get(ENV, "auto") if choice is None else choice).strip().lower() or "auto"
+    if choice == "numpy":
+        variant = None
+    elif choice == "auto":
+        variant = VARIANTS[0] if VARIANTS else None
+    else:
+        named = [v for v in VARIANTS if v[1] == choice]
+        if not named:
+            built = [v[1] for v in VARIANTS] if _kernels is not None else "none: the extension is not built"
+            raise ValueError(f"{ENV}: expected 'auto', 'numpy' or a compiled variant of this CPU ({built}), "
+                             f"received {choice!r}")
+        variant = named[0]
+    return variant
+
+
+def pack(kernel: np.ndarray, bias: np.ndarray | None, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (kh, kw, C, F) kernel as filter blocks (FB, kh, kw, C, block), F zero-padded to FB * block, and the
+    bias (FB * block,), float32 (zeros without a bias)."""
+    kh, kw, c, f = kernel.shape
+    fb = -(-f // block)
+    padded = np.zeros((kh, kw, c, fb * block), np.float32)
+    padded[..., :f] = kernel
+    w = np.ascontiguousarray(padded.reshape(kh, kw, c, fb, block).transpose(3, 0, 1, 2, 4))
+    b = np.zeros(fb * block, np.float32)
+    if bias is not None:
+        b[:f] = bias
+    return w, b
+
+
+class DirectConv:
+    """One convolution (kernel, bias, strides) packed for ``chosen`` (the current variant by default).
+    ``__call__(x, out, pads, relu, pool)``: ``out`` (N, Ho, Wo, F), or (N, Ho // 2, Wo // 2, F) with ``pool``,
+    written by one C call that releases the GIL."""
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None, strides: tuple[int, int], chosen=None):
+        chosen = chosen or variant
+        if chosen is None:
+            raise RuntimeError("DirectConv: no compiled variant selected (the extension is not built or "
+                               f"{ENV}=numpy)")
+        self.index, self.name, self.block, self.tile = chosen
+        self.kh, self.kw, self.channels, self.filters = kernel.shape
+        self.strides = tuple(strides)
+        self.w, self.b = pack(kernel, bias, self.block)
+
+    def __call__(self, x: np.ndarray, out: np.ndarray, pads: tuple[int, int, int, int], relu: bool,
+                 pool: bool) -> np.ndarray:
+        pt, pb, pl, pr = pads
+        _kernels.conv2d(self.index, np.ascontiguousarray(x, np.float32), self.w, self.b, out, self.kh, self.kw,
+                        self.strides[0], self.strides[1], pt, pb, pl, pr, bool(relu), bool(pool))
+        return out
+
+
+configure()
