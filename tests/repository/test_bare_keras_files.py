@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import ROOT, app_client, make_settings
+from repository_helpers import ROOT, app_client, make_settings
 from service.app import create_app
 from service.repository import ModelRepository
 from service.repository import sources

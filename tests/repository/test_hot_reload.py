@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import ROOT, TOKEN, add_version, app_client, make_settings, tamper
+from repository_helpers import ROOT, TOKEN, add_version, app_client, make_settings, tamper
 from service.app import create_app
 from service.repository import ModelRepository
 

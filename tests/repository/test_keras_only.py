@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import app_client, make_settings
+from repository_helpers import app_client, make_settings
 from service.app import create_app
 from service.repository import ModelRepository
 from scratch_models.layers import LAYERS

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from repository_helpers import ROOT
 from conftest_live import start_server
 
 PYTHON = os.environ.get("TF_FREE_PYTHON")

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import TOKEN, add_version, app_client, make_settings
+from repository_helpers import TOKEN, add_version, app_client, make_settings
 from service.app import create_app
 from service.repository import ModelRepository
 from service.repository.names import name_problem, parse_version
