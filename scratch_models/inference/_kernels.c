@@ -26,6 +26,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <pthread.h>
+#define SCRATCH_PTHREADS 1
+#endif
 
 #if !defined(__GNUC__)
 #error "_kernels.c needs GCC or Clang (vector extensions); the engine then uses its NumPy path"
@@ -43,26 +47,26 @@ typedef struct {
     const float *kern;   /* (FB, kh, kw, C, FBW) */
     const float *bias;   /* (FB * FBW,) */
     float *out;          /* (N, Ho, Wo, F) or pooled (N, Ho / 2, Wo / 2, F) */
-    float *pad;          /* one image with its zero border: (Hp, Wp, C) */
-    float *rows;         /* two output rows of one filter block: (2, Wo, FBW) */
     Py_ssize_t n, h, w, c, f, fb;
     int kh, kw, sy, sx, pt, pl, ho, wo, hp, wp, relu, pool;
 } ConvArgs;
 
 /* Copies image i of the batch into the zero-bordered buffer. */
-static void pad_image(const ConvArgs *a, Py_ssize_t i)
+static void pad_image(const ConvArgs *a, float *pad, Py_ssize_t i)
 {
     const Py_ssize_t rowlen = a->w * a->c;
-    memset(a->pad, 0, sizeof(float) * (size_t)(a->hp * a->wp * a->c));
+    memset(pad, 0, sizeof(float) * (size_t)(a->hp * a->wp * a->c));
     const float *src = a->x + i * a->h * rowlen;
     for (Py_ssize_t y = 0; y < a->h; y++)
-        memcpy(a->pad + ((y + a->pt) * a->wp + a->pl) * a->c, src + y * rowlen, sizeof(float) * (size_t)rowlen);
+        memcpy(pad + ((y + a->pt) * a->wp + a->pl) * a->c, src + y * rowlen, sizeof(float) * (size_t)rowlen);
 }
 
 /* Tile sizes: a row of `width` pixels in the fewest tiles of at most `most`, sizes differing by at most one. */
 static inline int tile_count(int width, int most) { return (width + most - 1) / most; }
 
 #define UNROLL _Pragma("GCC unroll 16")
+/* Most threads one call splits its work over. */
+#define MAX_THREADS 64
 
 /* One instruction set's tile and driver. VW: floats per vector; NV: vectors per filter block; PMAX: most pixels
  * per tile (PMAX * NV accumulators + NV weights + a broadcast must fit the register file). */
@@ -107,15 +111,15 @@ tile_##SFX(const int P, const float *restrict x, const ptrdiff_t pix, const ptrd
 }                                                                                                               \
                                                                                                                 \
 /* Output pixels [x0, x0 + count) of output row oy of filter block fb, into dst. */                             \
-static TGT void span_##SFX(const ConvArgs *a, int oy, int x0, int count, const float *w, const float *bias,     \
-                           float *dst, ptrdiff_t dstride)                                                       \
+static TGT void span_##SFX(const ConvArgs *a, const float *pad, int oy, int x0, int count, const float *w,     \
+                           const float *bias, float *dst, ptrdiff_t dstride)                                    \
 {                                                                                                               \
     const ptrdiff_t row = (ptrdiff_t)a->wp * a->c, pix = (ptrdiff_t)a->sx * a->c;                               \
     const int kwc = a->kw * (int)a->c, tiles = tile_count(count, PMAX);                                         \
     int start = 0;                                                                                              \
     for (int t = 0; t < tiles; t++) {                                                                           \
         const int p = count / tiles + (t < count % tiles);                                                      \
-        const float *x = a->pad + (ptrdiff_t)oy * a->sy * row + (ptrdiff_t)(x0 + start) * pix;                  \
+        const float *x = pad + (ptrdiff_t)oy * a->sy * row + (ptrdiff_t)(x0 + start) * pix;                  \
         float *d = dst + (ptrdiff_t)start * dstride;                                                            \
         switch (p) {                                                                                            \
         case 1: tile_##SFX(1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;                    \
@@ -135,44 +139,43 @@ static TGT void span_##SFX(const ConvArgs *a, int oy, int x0, int count, const f
     }                                                                                                           \
 }                                                                                                               \
                                                                                                                 \
-static TGT void conv_##SFX(const ConvArgs *a)                                                                   \
+/* Work units [u0, u1) of the batch, in the order (image, filter block, output row or pooled row pair), with     \
+ * this thread's own padded-image and row buffers. */                                                          \
+static TGT void conv_##SFX(const ConvArgs *a, Py_ssize_t u0, Py_ssize_t u1, float *pad, float *rows)           \
 {                                                                                                               \
     const int fbw = (VW) * (NV);                                                                                \
     const ptrdiff_t block = (ptrdiff_t)a->kh * a->kw * a->c * fbw;                                              \
-    const int hq = a->ho / 2, wq = a->wo / 2;                                                                   \
-    for (Py_ssize_t i = 0; i < a->n; i++) {                                                                     \
-        pad_image(a, i);                                                                                        \
-        for (Py_ssize_t fb = 0; fb < a->fb; fb++) {                                                             \
-            const float *w = a->kern + fb * block, *bias = a->bias + fb * fbw;                                     \
-            const Py_ssize_t f0 = fb * fbw;                                                                     \
-            const int valid = (int)(a->f - f0 < fbw ? a->f - f0 : fbw);                                         \
-            if (!a->pool) {                                                                                     \
-                for (int oy = 0; oy < a->ho; oy++) {                                                            \
-                    float *o = a->out + ((i * a->ho + oy) * a->wo) * a->f + f0;                                 \
-                    if (valid == fbw) {                                                                         \
-                        span_##SFX(a, oy, 0, a->wo, w, bias, o, (ptrdiff_t)a->f);                               \
-                        continue;                                                                               \
-                    }                                                                                           \
-                    span_##SFX(a, oy, 0, a->wo, w, bias, a->rows, fbw);                                         \
-                    for (int ox = 0; ox < a->wo; ox++)                                                          \
-                        memcpy(o + (ptrdiff_t)ox * a->f, a->rows + (ptrdiff_t)ox * fbw, sizeof(float) * valid); \
-                }                                                                                               \
+    const int hq = a->ho / 2, wq = a->wo / 2, per_block = a->pool ? hq : a->ho;                                 \
+    Py_ssize_t padded = -1;                                                                                     \
+    for (Py_ssize_t u = u0; u < u1; u++) {                                                                      \
+        const Py_ssize_t i = u / (a->fb * per_block), fb = (u / per_block) % a->fb;                             \
+        const int r = (int)(u % per_block);                                                                     \
+        if (i != padded) { pad_image(a, pad, i); padded = i; }                                                  \
+        const float *w = a->kern + fb * block, *bias = a->bias + fb * fbw;                                      \
+        const Py_ssize_t f0 = fb * fbw;                                                                         \
+        const int valid = (int)(a->f - f0 < fbw ? a->f - f0 : fbw);                                             \
+        if (!a->pool) {                                                                                         \
+            float *o = a->out + ((i * a->ho + r) * a->wo) * a->f + f0;                                          \
+            if (valid == fbw) {                                                                                 \
+                span_##SFX(a, pad, r, 0, a->wo, w, bias, o, (ptrdiff_t)a->f);                                   \
                 continue;                                                                                       \
             }                                                                                                   \
-            for (int qy = 0; qy < hq; qy++) {                                                                   \
-                float *r0 = a->rows, *r1 = a->rows + (ptrdiff_t)2 * wq * fbw;                                   \
-                span_##SFX(a, 2 * qy, 0, 2 * wq, w, bias, r0, fbw);                                             \
-                span_##SFX(a, 2 * qy + 1, 0, 2 * wq, w, bias, r1, fbw);                                         \
-                float *o = a->out + ((i * hq + qy) * wq) * a->f + f0;                                           \
-                for (int qx = 0; qx < wq; qx++) {                                                               \
-                    const float *u0 = r0 + (ptrdiff_t)2 * qx * fbw, *u1 = r1 + (ptrdiff_t)2 * qx * fbw;         \
-                    float *oq = o + (ptrdiff_t)qx * a->f;                                                       \
-                    for (int l = 0; l < valid; l++) {                                                           \
-                        float m0 = u0[l] > u0[l + fbw] ? u0[l] : u0[l + fbw];                                   \
-                        float m1 = u1[l] > u1[l + fbw] ? u1[l] : u1[l + fbw];                                   \
-                        oq[l] = m0 > m1 ? m0 : m1;                                                              \
-                    }                                                                                           \
-                }                                                                                               \
+            span_##SFX(a, pad, r, 0, a->wo, w, bias, rows, fbw);                                                \
+            for (int ox = 0; ox < a->wo; ox++)                                                                  \
+                memcpy(o + (ptrdiff_t)ox * a->f, rows + (ptrdiff_t)ox * fbw, sizeof(float) * valid);            \
+            continue;                                                                                           \
+        }                                                                                                       \
+        float *r0 = rows, *r1 = rows + (ptrdiff_t)2 * wq * fbw;                                                 \
+        span_##SFX(a, pad, 2 * r, 0, 2 * wq, w, bias, r0, fbw);                                                 \
+        span_##SFX(a, pad, 2 * r + 1, 0, 2 * wq, w, bias, r1, fbw);                                             \
+        float *o = a->out + ((i * hq + r) * wq) * a->f + f0;                                                    \
+        for (int qx = 0; qx < wq; qx++) {                                                                       \
+            const float *v0 = r0 + (ptrdiff_t)2 * qx * fbw, *v1 = r1 + (ptrdiff_t)2 * qx * fbw;                 \
+            float *oq = o + (ptrdiff_t)qx * a->f;                                                               \
+            for (int l = 0; l < valid; l++) {                                                                   \
+                float m0 = v0[l] > v0[l + fbw] ? v0[l] : v0[l + fbw];                                           \
+                float m1 = v1[l] > v1[l + fbw] ? v1[l] : v1[l + fbw];                                           \
+                oq[l] = m0 > m1 ? m0 : m1;                                                                      \
             }                                                                                                   \
         }                                                                                                       \
     }                                                                                                           \
@@ -188,7 +191,7 @@ typedef struct {
     const char *name;
     int block;  /* FBW: filters per packed block */
     int tile;   /* PMAX: pixels per register tile */
-    void (*conv)(const ConvArgs *);
+    void (*conv)(const ConvArgs *, Py_ssize_t, Py_ssize_t, float *, float *);
     int (*supported)(void);
 } Variant;
 
@@ -209,6 +212,42 @@ static const Variant VARIANTS[] = {
     {"base", 8, 4, conv_base, always},
 };
 #define N_VARIANTS ((int)(sizeof(VARIANTS) / sizeof(VARIANTS[0])))
+
+/* ---------------------------------------------------------------- threads --------------------------------------- */
+
+/* One thread's share: work units [u0, u1) and its own buffers. */
+typedef struct {
+    const ConvArgs *a;
+    const Variant *v;
+    Py_ssize_t u0, u1;
+    float *pad, *rows;
+} Work;
+
+static void *run_work(void *p)
+{
+    const Work *w = p;
+    w->v->conv(w->a, w->u0, w->u1, w->pad, w->rows);
+    return NULL;
+}
+
+/* Runs `count` shares: the first in the calling thread, the others in threads of their own (inline if a
+ * thread cannot be made). Called without the GIL. */
+static void run_shares(Work *work, int count)
+{
+#ifdef SCRATCH_PTHREADS
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int t = 1; t < count; t++)
+        started[t] = pthread_create(&ids[t], NULL, run_work, &work[t]) == 0;
+    run_work(&work[0]);
+    for (int t = 1; t < count; t++) {
+        if (started[t]) pthread_join(ids[t], NULL);
+        else run_work(&work[t]);
+    }
+#else
+    for (int t = 0; t < count; t++) run_work(&work[t]);
+#endif
+}
 
 /* ---------------------------------------------------------------- Python interface ------------------------------ */
 
@@ -258,19 +297,24 @@ static int overlaps(const Py_buffer *a, const Py_buffer *b)
 }
 
 PyDoc_STRVAR(conv2d_doc,
-"conv2d(variant, x, w, bias, out, kh, kw, sy, sx, pt, pb, pl, pr, relu, pool)\n--\n\n"
+"conv2d(variant, x, w, bias, out, kh, kw, sy, sx, pt, pb, pl, pr, relu, pool, threads=1)\n--\n\n"
 "Conv2D + bias [+ ReLU] [+ 2x2/2 max pooling] of an NHWC float32 batch into `out`.\n\n"
 "x: (N, H, W, C); w: the kernel packed by filter blocks, (FB, kh, kw, C, block) with `block` the variant's;\n"
 "bias: (FB * block,), zero-padded; out: (N, Ho, Wo, F) or, with pool, (N, Ho // 2, Wo // 2, F), F <= FB * block\n"
-"and F > (FB - 1) * block; Ho = (H + pt + pb - kh) // sy + 1, Wo likewise. All C-contiguous float32.");
+"and F > (FB - 1) * block; Ho = (H + pt + pb - kh) // sy + 1, Wo likewise. All C-contiguous float32.\n"
+"threads: the work (image, filter block, output row) is split over that many threads (1: the calling one).");
 
 static PyObject *conv2d(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    int variant, kh, kw, sy, sx, pt, pb, pl, pr, relu, pool;
+    int variant, kh, kw, sy, sx, pt, pb, pl, pr, relu, pool, threads = 1;
     PyObject *xo, *wo_, *bo, *oo;
-    if (!PyArg_ParseTuple(args, "iOOOOiiiiiiiipp:conv2d", &variant, &xo, &wo_, &bo, &oo, &kh, &kw, &sy, &sx,
-                          &pt, &pb, &pl, &pr, &relu, &pool))
+    if (!PyArg_ParseTuple(args, "iOOOOiiiiiiiipp|i:conv2d", &variant, &xo, &wo_, &bo, &oo, &kh, &kw, &sy, &sx,
+                          &pt, &pb, &pl, &pr, &relu, &pool, &threads))
         return NULL;
+    if (threads < 1 || threads > MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "conv2d: expected threads between 1 and %d, received %d", MAX_THREADS, threads);
+        return NULL;
+    }
     if (variant < 0 || variant >= N_VARIANTS || !VARIANTS[variant].supported()) {
         PyErr_Format(PyExc_ValueError, "conv2d: expected a variant index this CPU supports (see variants()), received %d",
                      variant);
@@ -290,6 +334,7 @@ static PyObject *conv2d(PyObject *Py_UNUSED(self), PyObject *args)
 
     ConvArgs a;
     memset(&a, 0, sizeof a);
+    float *pads = NULL, *rows = NULL;
     char got[96], want[96];
     PyObject *result = NULL;
     a.n = x.shape[0]; a.h = x.shape[1]; a.w = x.shape[2]; a.c = x.shape[3];
@@ -337,16 +382,28 @@ static PyObject *conv2d(PyObject *Py_UNUSED(self), PyObject *args)
     }
     if (a.n == 0) { result = Py_NewRef(Py_None); goto done; }
     a.x = x.buf; a.kern = w.buf; a.bias = b.buf; a.out = o.buf;
-    a.pad = malloc(sizeof(float) * (size_t)(hp * wp * a.c));
-    a.rows = malloc(sizeof(float) * (size_t)(2 * a.wo * v->block));
-    if (a.pad == NULL || a.rows == NULL) { PyErr_NoMemory(); goto done; }
-    Py_BEGIN_ALLOW_THREADS
-    v->conv(&a);
-    Py_END_ALLOW_THREADS
+    {
+        /* Units: (image, filter block, output row or pooled row pair), split in equal contiguous ranges. */
+        const Py_ssize_t units = a.n * a.fb * (pool ? a.ho / 2 : a.ho);
+        const int count = (int)(units < threads ? units : threads);
+        const size_t pad_len = (size_t)(hp * wp * a.c), rows_len = (size_t)(2 * a.wo * v->block);
+        Work work[MAX_THREADS];
+        pads = malloc(sizeof(float) * pad_len * (size_t)count);
+        rows = malloc(sizeof(float) * rows_len * (size_t)count);
+        if (pads == NULL || rows == NULL) { PyErr_NoMemory(); goto done; }
+        for (int t = 0; t < count; t++) {
+            work[t].a = &a; work[t].v = v;
+            work[t].u0 = units * t / count; work[t].u1 = units * (t + 1) / count;
+            work[t].pad = pads + pad_len * (size_t)t; work[t].rows = rows + rows_len * (size_t)t;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        run_shares(work, count);
+        Py_END_ALLOW_THREADS
+    }
     result = Py_NewRef(Py_None);
 done:
-    free(a.pad);
-    free(a.rows);
+    free(pads);
+    free(rows);
     PyBuffer_Release(&x); PyBuffer_Release(&w); PyBuffer_Release(&b); PyBuffer_Release(&o);
     return result;
 }

@@ -13,6 +13,7 @@ batch or part.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -49,6 +50,18 @@ def configure(choice: str | None = None) -> tuple[int, str, int, int] | None:
     return variant
 
 
+@contextlib.contextmanager
+def selected(choice: str):
+    """``configure(choice)`` for the plans and steps made inside the block, then the previous selection."""
+    global variant
+    previous = variant
+    configure(choice)
+    try:
+        yield variant
+    finally:
+        variant = previous
+
+
 def pack(kernel: np.ndarray, bias: np.ndarray | None, block: int) -> tuple[np.ndarray, np.ndarray]:
     """A (kh, kw, C, F) kernel as filter blocks (FB, kh, kw, C, block), F zero-padded to FB * block, and the
     bias (FB * block,), float32 (zeros without a bias)."""
@@ -65,8 +78,8 @@ def pack(kernel: np.ndarray, bias: np.ndarray | None, block: int) -> tuple[np.nd
 
 class DirectConv:
     """One convolution (kernel, bias, strides) packed for ``chosen`` (the current variant by default).
-    ``__call__(x, out, pads, relu, pool)``: ``out`` (N, Ho, Wo, F), or (N, Ho // 2, Wo // 2, F) with ``pool``,
-    written by one C call that releases the GIL."""
+    ``__call__(x, out, pads, relu, pool, threads)``: ``out`` (N, Ho, Wo, F), or (N, Ho // 2, Wo // 2, F) with
+    ``pool``, written by one C call that releases the GIL and splits the work over ``threads`` threads."""
 
     def __init__(self, kernel: np.ndarray, bias: np.ndarray | None, strides: tuple[int, int], chosen=None):
         chosen = chosen or variant
@@ -79,10 +92,10 @@ class DirectConv:
         self.w, self.b = pack(kernel, bias, self.block)
 
     def __call__(self, x: np.ndarray, out: np.ndarray, pads: tuple[int, int, int, int], relu: bool,
-                 pool: bool) -> np.ndarray:
+                 pool: bool, threads: int = 1) -> np.ndarray:
         pt, pb, pl, pr = pads
         _kernels.conv2d(self.index, np.ascontiguousarray(x, np.float32), self.w, self.b, out, self.kh, self.kw,
-                        self.strides[0], self.strides[1], pt, pb, pl, pr, bool(relu), bool(pool))
+                        self.strides[0], self.strides[1], pt, pb, pl, pr, bool(relu), bool(pool), threads)
         return out
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from scratch_models import parallel
 from scratch_models.inference import conv as convolution
+from scratch_models.inference import kernels
 from scratch_models.inference import split as split_policy
 from scratch_models.inference.conv import ConvStep
 from scratch_models.inference.memory import Arenas
@@ -19,6 +20,14 @@ from test_engine_fast_paths import conv_reference, make_conv, tol, winograd_appl
 
 RNG = np.random.default_rng(4321)
 CNN_DIR = Path(__file__).resolve().parents[2] / "weights" / "cnn"
+
+
+@pytest.fixture(autouse=True)
+def numpy_path():
+    """These are tests of the NumPy algorithms: the compiled kernel (tests/engine/test_engine_c_kernels.py) is
+    off for the steps and plans they make."""
+    with kernels.selected("numpy"):
+        yield
 
 
 def pool_reference(z: np.ndarray) -> np.ndarray:

@@ -7,11 +7,20 @@ import numpy as np
 import pytest
 
 from scratch_models.inference import conv as convolution
+from scratch_models.inference import kernels
 from scratch_models.inference.conv import ConvStep, conv2d
 from scratch_models.inference.pooling import AffineStep, PoolStep
 from scratch_models.layers import AveragePooling2D, BatchNormalization, Conv2D, MaxPooling2D
 
 RNG = np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def numpy_path():
+    """These are tests of the NumPy algorithms: the compiled kernel (tests/engine/test_engine_c_kernels.py) is
+    off for the steps and plans they make."""
+    with kernels.selected("numpy"):
+        yield
 
 
 def tol(dtype, ref) -> float:
