@@ -8,8 +8,11 @@ import sys
 
 from setuptools import Extension, setup
 
-# GCC/Clang: -O3 unrolls the register tiles; contracting a*b+c into FMA is what the kernel is written for.
-FLAGS = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=fast"]
+# GCC/Clang: -O3 unrolls the register tiles; contracting a*b+c into FMA is what the kernel is written for;
+# the kernel splits small batches over POSIX threads.
+POSIX = sys.platform != "win32"
+COMPILE = ["-O3", "-ffp-contract=fast", "-pthread"] if POSIX else []
+LINK = ["-pthread"] if POSIX else []
 
 setup(ext_modules=[Extension("scratch_models.inference._kernels", ["scratch_models/inference/_kernels.c"],
-                             extra_compile_args=FLAGS, optional=True)])
+                             extra_compile_args=COMPILE, extra_link_args=LINK, optional=True)])
