@@ -10,8 +10,9 @@ test macro-F1 and the loss curves, measured over several seeds instead of one ru
 Each (variant, seed) run is one task on Dask distributed (issue 20): a local cluster with one
 single-threaded worker per core by default, or the cluster at ``--scheduler``. The task trains the
 run with Keras (``scripts/train.py``; models cached under ``runs/study/`` on the worker, not
-committed), checks it against the scratch engine on the test split, logs it to MLflow
-(``scripts/tracking.py``) and returns its result record; this process writes the record to
+committed) in a fresh interpreter of its own that dies with the worker (``scripts/fresh_interpreter.py``:
+so a run repeats the sequential run bit for bit), checks it against the scratch engine on the test
+split, logs it to MLflow (``scripts/tracking.py``) and returns its result record; this process writes the record to
 ``reports/runs/<arch>/<variant>-seed<N>.json`` (atomically). Those files are the cache: a rerun
 submits only the runs without one, so an interrupted study resumes where it stopped. A task that
 raises, or whose worker dies, is retried ``--retries`` times (default 2) and then reported as failed.
@@ -226,18 +227,29 @@ def run_one(arch: str, variant: str, seed: int, epochs: int, keras_runs: Path = 
 
 
 def train_task(arch: str, variant: str, seed: int, epochs: int, keras_runs: str | None, data_dir: str | None,
-               tracking_uri: str | None) -> dict:
+               tracking_uri: str | None, fresh_interpreter: bool = False) -> dict:
     """One study run wherever it is scheduled (a Dask worker, or this process with ``--sequential``).
 
     ``keras_runs`` None means the worker's own ``runs/study``. The worker's own ``DATA_DIR`` wins over
     the submitter's (the data folder may be mounted elsewhere on another machine). Returns the result
     record; writing it is the submitter's job.
+
+    ``fresh_interpreter`` (on Dask workers): train in a child interpreter that dies with the worker
+    (``scripts/fresh_interpreter.py``). Inside the worker process the event loop's draws from Python's
+    global ``random`` interleave with the seeds Keras takes from it, and runs would not repeat.
     """
     t0 = time.time()
-    record = run_one(arch, variant, seed, epochs, Path(keras_runs) if keras_runs else DEFAULT_PATHS.keras_runs,
-                     os.environ.get("DATA_DIR") or data_dir, tracking_uri)
+    keras_runs = keras_runs or str(DEFAULT_PATHS.keras_runs)
+    data_dir = os.environ.get("DATA_DIR") or data_dir
+    if fresh_interpreter:
+        import fresh_interpreter as child
+        record = child.call("study", "run_one", {"arch": arch, "variant": variant, "seed": seed, "epochs": epochs,
+                                                 "keras_runs": keras_runs, "data_dir": data_dir,
+                                                 "tracking_uri": tracking_uri})
+    else:
+        record = run_one(arch, variant, seed, epochs, Path(keras_runs), data_dir, tracking_uri)
     record["run_wall_seconds"] = time.time() - t0
-    record["worker"] = {"host": platform.node(), "pid": os.getpid()}
+    record["worker"] = {"host": platform.node(), "pid": os.getpid(), "fresh_interpreter": fresh_interpreter}
     return record
 
 
@@ -389,7 +401,7 @@ def run_study(archs, seeds_override, epochs_override, max_runs: int | None = Non
 
             def submit(job) -> None:
                 key = f"study-{job[0]}-{job[1]}-seed{job[2]}-{uuid.uuid4().hex[:8]}"
-                future = client.submit(task, *job, *args, retries=retries, pure=False, key=key)
+                future = client.submit(task, *job, *args, True, retries=retries, pure=False, key=key)
                 futures[future] = job
                 running.add(future)
 

@@ -22,23 +22,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install -e '.[dev]')")
 pytest.importorskip("mlflow", reason="mlflow-skinny is not installed (pip install -e '.[dev]')")
+psutil = pytest.importorskip("psutil", reason="psutil (a dependency of distributed) is not installed")
 import study  # noqa: E402
-from study_helpers import write_tiny_nusax  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def tiny_env(tmp_path, monkeypatch):
-    """A tiny data folder and a file MLflow store, both under ``tmp_path``, set in the environment
-    (the local cluster's workers inherit it)."""
-    data = write_tiny_nusax(tmp_path / "data")
-    store = tmp_path / "mlruns"
-    monkeypatch.setenv("DATA_DIR", str(data))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
-    monkeypatch.delenv("SCRATCH_TRACKING", raising=False)
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-    return {"data": data, "store": store, "out": tmp_path / "study"}
 
 
 def study_args(out: Path, epochs: int, *extra: str) -> list[str]:
@@ -124,6 +111,14 @@ def test_tiny_study_on_two_local_workers_then_a_rerun_does_no_work(tiny_env, cap
     assert len(mlflow_runs(store)) == 2
 
 
+def alive(process: psutil.Process) -> bool:
+    """Running, not merely an unreaped zombie."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_a_worker_killed_during_a_task_is_retried_and_the_study_completes(tiny_env):
     from distributed import Client, LocalCluster
 
@@ -147,8 +142,9 @@ def test_a_worker_killed_during_a_task_is_retried_and_the_study_completes(tiny_e
                         if any(f"-{variant}-seed0-" in str(k) for k in keys)]
                 if busy:
                     pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                    children = psutil.Process(pid).children(recursive=True)  # the run's fresh interpreter
                     os.kill(pid, signal.SIGKILL)
-                    killed = {"variant": variant, "pid": pid}
+                    killed = {"variant": variant, "pid": pid, "children": children}
                     break
             time.sleep(0.05)
         runner.join(timeout=600)
@@ -162,6 +158,10 @@ def test_a_worker_killed_during_a_task_is_retried_and_the_study_completes(tiny_e
     print(f"killed worker pid {killed['pid']} while it trained {killed['variant']}; the run finished on pid "
           f"{retried['worker']['pid']} after {retried['run_wall_seconds']:.0f} s of its last attempt")
     assert retried["worker"]["pid"] != killed["pid"]  # finished by another (or the restarted) worker
+    # The training ran in a child interpreter of the worker, and that child died with the worker.
+    assert killed["children"], "the killed worker had no child process training the run"
+    assert not [c.pid for c in killed["children"] if alive(c)], "the killed worker's training child survived"
+    assert retried["worker"]["fresh_interpreter"] is True
     assert retried["epochs_run"] == epochs and len(retried["history"]["loss"]) == epochs
     assert retried["scratch"]["agreement"] == 1.0
     # The killed attempt left no MLflow run behind: exactly one finished run per study run.
