@@ -50,12 +50,17 @@ WINOGRAD_MIN_TILES = 4096
 WINOGRAD_MIN_TILES_IN_PART = 256
 #: 2x2 output tiles per chunk: the transform buffers are reused across chunks.
 WINOGRAD_CHUNK_TILES = 1024
+#: The compiled kernel's call gets one more thread per this many FLOPs (outside a split batch).
+DIRECT_THREAD_MIN_FLOPS = 4e6
 
 
-def direct_threads(part: Part) -> int:
-    """Threads the compiled kernel splits one call over: the cores for a batch the split policy left whole
-    (batch 1 to 7 of a CNN on 2 cores), 1 inside a part (the other cores compute the other parts)."""
-    return 1 if part.split or parallel.in_worker() else parallel.cores()
+def direct_threads(part: Part, flops: float) -> int:
+    """Threads the compiled kernel splits one call of ``flops`` over: 1 inside a part (the other cores compute
+    the other parts); for a batch the split policy left whole (batch 1 to 7 of a CNN on 2 cores) the cores,
+    one per ``DIRECT_THREAD_MIN_FLOPS`` (starting a thread costs ~16 us, the time of ~2 MFLOP)."""
+    if part.split or parallel.in_worker():
+        return 1
+    return max(1, min(parallel.cores(), int(flops // DIRECT_THREAD_MIN_FLOPS)))
 
 
 def balanced_step(n: int, most: int) -> int:
@@ -155,8 +160,9 @@ class ConvStep:
         bias, relu = (self.bias if in_chunks else None), self.activation == "relu"
         algorithm = self.choose(x.shape, part.split)
         if algorithm == "direct":  # bias (always), ReLU and pooling in the kernel's epilogue
+            flops = 2.0 * n * ho * wo * self.k2d.shape[0] * f  # K = kh * kw * C multiply-adds per output
             self.direct(x, out, same_pads(x.shape, layer.kernel_size, layer.strides, layer.padding), relu, pool,
-                        direct_threads(part))
+                        direct_threads(part, flops))
             if not in_chunks:
                 out[...] = activations.get(self.activation)(out)
             return out

@@ -94,7 +94,8 @@ def test_threads_and_the_batch_split_give_the_same_numbers(pool):
     split = split_policy.run_split(lambda xs, part: step(xs, part), x, 2, Arenas())
     for out in [*outs.values(), split]:
         np.testing.assert_array_equal(out, outs[1])
-    assert direct_threads(Part(Fresh(), count=2)) == 1
+    assert direct_threads(Part(Fresh(), count=2), 1e12) == 1  # a part: the other cores have the other parts
+    assert direct_threads(Part(Fresh()), 1e3) == 1  # too little work to start a thread for
 
 
 @needs_kernels
