@@ -150,8 +150,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code == 400 and "parsing the body" in detail:  # FastAPI: bytes that are not UTF-8 JSON
-            reason = "malformed JSON: the body is not UTF-8 encoded JSON"
+        if exc.status_code == 400 and "parsing the body" in detail:  # FastAPI's json.loads raised: say why
+            cause = exc.__cause__
+            if isinstance(cause, RecursionError):
+                reason = "malformed JSON: nested too deeply (the limit is about 1,000 levels; no request needs that many)"
+            elif isinstance(cause, UnicodeDecodeError):
+                reason = "malformed JSON: the body is not UTF-8 encoded JSON"
+            else:
+                reason = f"malformed JSON: {type(cause).__name__ if cause else 'unreadable body'}"
             return error_response(InvalidInput(reason, field="body", reason=reason, code="malformed_json"), request)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.method} {request.url.path}; see /docs"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from ..errors import InvalidInput
+from ..jsonbody import too_deep
 
 HEADER = "Inference-Header-Content-Length"
 CONTENT_TYPE = "application/octet-stream"
@@ -34,6 +35,8 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview
         hint = "" if header_length is not None else f" (binary data after the JSON needs the {HEADER} header)"
         reason = f"malformed JSON: {exc}{hint}"
         raise InvalidInput(reason, field="body", reason=reason, code="malformed_json") from None
+    except RecursionError:
+        raise too_deep() from None
     if not isinstance(header, dict):
         reason = f"the body must be a JSON object, received {type(header).__name__}"
         raise InvalidInput(reason, field="body", reason=reason)

@@ -20,7 +20,7 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from .. import inputs
+from .. import inputs, jsonbody
 from ..deps import InferenceDep, RegistryDep, SettingsDep
 from ..errors import InvalidInput, NotReady
 from ..protocols import network, repository
@@ -214,6 +214,8 @@ def parse_body(raw: bytes) -> TFPredictRequest:
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput(f"malformed JSON: {exc}", field="body", reason=f"malformed JSON: {exc}",
                            code="malformed_json") from None
+    except RecursionError:
+        raise jsonbody.too_deep() from None
     if not isinstance(value, dict):
         raise fail("body", f"must be a JSON object, received {type(value).__name__}")
     return parse(TFPredictRequest, value)
