@@ -6,7 +6,8 @@
 Writes ``model.keras`` (no optimizer state), the scratch artifact (``architecture.json``,
 ``weights.npz``, ``vectorizer.json`` for text), ``history.json``, ``loss.png`` and
 ``manifest.json`` (arch, classes, input spec, config, seed, split, versions, test metrics of both
-backends, sha256 of every file) into a temporary folder, then renames it into place.
+backends, sha256 of every file) into a temporary folder, then swaps it into place in one atomic step
+(``scratch_models.io_utils.replace_dir``): an export killed at any point leaves the old folder or the new one.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import numpy as np  # noqa: E402
 
 import scratch_models  # noqa: E402
 from scratch_models.datasets import DEFAULT_SPLIT_SEED, load_dataset_for  # noqa: E402
-from scratch_models.io_utils import atomic_write_json, sha256_file  # noqa: E402
+from scratch_models.io_utils import atomic_write_json, recover_dir, replace_dir, sha256_file  # noqa: E402
 
 
 def backend_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
@@ -57,6 +58,8 @@ def export_run(run_dir: Path, target: Path, data_dir: str | None = None) -> dict
     import keras
 
     run_dir, target = Path(run_dir), Path(target)
+    if recover_dir(target):
+        print(f"[export] {target} was missing after an interrupted export: restored its previous files", flush=True)
     result = json.loads((run_dir / "result.json").read_text())
     arch = result["arch"]
     keras_model = keras.saving.load_model(run_dir / "model.keras", compile=False)
@@ -112,12 +115,7 @@ def export_run(run_dir: Path, target: Path, data_dir: str | None = None) -> dict
             "files": {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()},
         }
         atomic_write_json(staging / "manifest.json", manifest)
-        backup = target.with_name(f".{target.name}.old")
-        if target.exists():
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(target, backup)
-        os.replace(staging, target)
-        shutil.rmtree(backup, ignore_errors=True)
+        replace_dir(staging, target)  # killed at any point: the old folder or the new one, never none
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"[export] wrote {target} ({sum(p.stat().st_size for p in target.iterdir()) / 1e6:.2f} MB)", flush=True)
