@@ -4,7 +4,8 @@ accepted (``positive_data_acceptance``) and invalid ones refused (``negative_dat
 has one /predict operation per model and version with that model's exact body, so a body valid by the schema
 is one the model takes; the same holds for the protocol routes' per-model operations (``/v2/models/<m>/infer``,
 ``/v1/models/<m>:predict``, and versioned), which are run here too. Bounded: EXAMPLES per operation
-(PROTOCOL_EXAMPLES for the protocol ones, so that the whole run stays about as long as before). The
+(PROTOCOL_EXAMPLES for the protocol ones, so that the whole run stays about as long as before), both times
+PROPERTY_EXAMPLES_FACTOR (default 1). The
 repository endpoints run with ADMIN_TOKEN set and the token supplied (their 401/403 are tested in tests/repository).
 
 (The schemathesis pytest plugin's lazy ``from_fixture`` loader does not run under pytest 9, so each
@@ -12,6 +13,7 @@ operation's hypothesis strategy is driven here with ``@given``.)
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import schemathesis
@@ -24,8 +26,10 @@ from service_helpers import make_settings
 from service.app import create_app
 from test_parity import FakeSplit
 
-EXAMPLES = 15
-PROTOCOL_EXAMPLES = 8
+# PROPERTY_EXAMPLES_FACTOR=10 multiplies every example count (the issue's 10x run; give pytest --timeout 0)
+FACTOR = int(os.environ.get("PROPERTY_EXAMPLES_FACTOR", "1"))
+EXAMPLES = 15 * FACTOR
+PROTOCOL_EXAMPLES = 8 * FACTOR
 TOKEN = "test-admin-token"
 # The protocol routers' metadata and health routes are tested by their own suites (tests/protocols); their
 # inference operations, one per model and version in the document, are run here.
