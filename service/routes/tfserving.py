@@ -21,7 +21,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from .. import inputs, jsonbody
-from ..deps import InferenceDep, RegistryDep, SettingsDep
+from ..deps import RegistryDep
 from ..errors import InvalidInput, NotReady
 from ..protocols import network, repository
 from ..protocols.datatypes import fail
@@ -61,17 +61,18 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json"
 
 @router.post("/{name}:predict", response_model=TFPredictResponse, response_model_exclude_none=True,
              summary="Predict (row or columnar format)", responses=ERRORS, openapi_extra=PREDICT_BODY)
-async def predict(name: NameParam, request: Request, registry: RegistryDep, settings: SettingsDep,
-                  inference: InferenceDep, backend: BackendParam = None) -> dict:
-    return await predict_model(name, None, backend, request, registry, settings, inference)
+async def predict(name: NameParam, request: Request, backend: BackendParam = None) -> dict:
+    state = request.app.state  # not dependencies: resolving them was a tenth of a small request's CPU
+    return await predict_model(name, None, backend, request, state.registry, state.settings, state.inference)
 
 
 @router.post("/{name}/versions/{version}:predict", response_model=TFPredictResponse,
              response_model_exclude_none=True, summary="Predict on a model version", responses=ERRORS,
              openapi_extra=PREDICT_BODY)
-async def predict_version(name: NameParam, version: VersionParam, request: Request, registry: RegistryDep,
-                          settings: SettingsDep, inference: InferenceDep, backend: BackendParam = None) -> dict:
-    return await predict_model(name, version, backend, request, registry, settings, inference)
+async def predict_version(name: NameParam, version: VersionParam, request: Request,
+                          backend: BackendParam = None) -> dict:
+    state = request.app.state
+    return await predict_model(name, version, backend, request, state.registry, state.settings, state.inference)
 
 
 # ------------------------------------------------------------------ status and metadata
