@@ -316,3 +316,28 @@ async def test_a_configured_wait_holds_an_opening_batch_until_max_items(registry
     results = [await asyncio.wait_for(first, 30), await asyncio.wait_for(second, 30)]
     await batcher.close()
     assert [(r.batch_size, r.requests) for r in results] == [(2, 2), (2, 2)]
+
+
+async def test_with_the_default_settings_a_lone_request_is_not_held_and_concurrent_ones_merge(weights_dir, registry):
+    """Through HTTP with the service's defaults (DYNAMIC_BATCHING on, BATCH_WAIT_MS 0): a lone request reaches
+    the backend with nothing else queued and no window to wait out (the gate is entered while it is alone,
+    and it is answered as a batch of 1); the 6 requests that arrive while it computes come back as one
+    forward pass of 6. Batch composition is counted, not timed."""
+    reg, gated = with_backend(registry, "rnn", "scratch", Gated)
+    app = create_app(make_settings(weights_dir), registry=reg)
+    assert app.state.settings.dynamic_batching and app.state.settings.batch_wait_ms == 0
+    async with app_client(app) as c:
+        lone = asyncio.create_task(c.post("/predict/rnn", json={"texts": TEXTS[:1]}))
+        await until(gated.entered.is_set)
+        queue = app.state.inference.queue(gated)
+        assert queue.queued_items == 0  # computing alone: nothing was waited for
+        rest = [asyncio.create_task(c.post("/predict/rnn", json={"texts": [t]})) for t in TEXTS[1:7]]
+        await until(lambda: queue.queued_items == 6)
+        gated.release.set()
+        first, others = await lone, await asyncio.gather(*rest)
+    assert gated.sizes == [1, 6]
+    assert (first.headers["x-batch-size"], first.headers["x-batch-requests"]) == ("1", "1")
+    assert {(r.headers["x-batch-size"], r.headers["x-batch-requests"]) for r in others} == {("6", "6")}
+    reference = await alone(weights_dir, registry, "rnn", "scratch", [{"texts": [t]} for t in TEXTS[:7]])
+    for r, ref in zip([first, *others], reference):
+        np.testing.assert_allclose(probs_of(r), ref, atol=1e-6, rtol=0)
