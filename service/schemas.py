@@ -5,7 +5,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema
 
 from .inputs import encode_png_base64
 
@@ -200,7 +200,8 @@ class ModelsResponse(BaseModel):
 
 class RepositoryIndexRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ready: bool | None = Field(None, description="Only models whose readiness is this (MLServer's filter).")
+    ready: StrictBool | None = Field(None, description="Only models whose readiness is this (MLServer's filter); "
+                                                     "a JSON boolean (0, 1 or \"true\" are refused).")
 
 
 class RepositoryModel(BaseModel):

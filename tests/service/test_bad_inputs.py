@@ -194,3 +194,15 @@ async def test_lying_content_length_is_caught(weights_dir, registry):
                  "client": ("127.0.0.1", 1), "server": ("test", 80), "app": app}
         await app(scope, receive, send)
     assert sent[0]["status"] == 413
+
+
+@pytest.mark.parametrize("ready", [0.0, 1, "true", None])
+async def test_repository_index_filter_is_a_json_boolean(weights_dir, registry, ready):
+    """Found by the 10x property run: ``{"ready": 0.0}`` was read as false (pydantic's lax bool)."""
+    app = create_app(make_settings(weights_dir, admin_token="tok"), registry=registry)
+    async with app_client(app) as c:
+        r = await c.post("/repository/index", json={"ready": ready}, headers={"Authorization": "Bearer tok"})
+    if ready is None:
+        assert r.status_code == 200 and {row["name"] for row in r.json()} == {"cnn", "rnn", "lstm"}
+    else:
+        assert r.status_code == 422 and r.json()["error"]["field"] == "ready", r.text
