@@ -51,6 +51,14 @@ typedef struct {
     int kh, kw, sy, sx, pt, pl, ho, wo, hp, wp, relu, pool;
 } ConvArgs;
 
+/* Bidirectional LSTM gate step: per direction d (strides zs, xs, cs, hs in floats), k rows of z, xw (4u) and
+ * c, h (u), rows contiguous. */
+typedef struct {
+    float *z, *c, *h;
+    const float *xw;
+    Py_ssize_t k, u, zs, xs, cs, hs;
+} GateArgs;
+
 /* Copies image i of the batch into the zero-bordered buffer. */
 static void pad_image(const ConvArgs *a, float *pad, Py_ssize_t i)
 {
@@ -181,11 +189,84 @@ static TGT void conv_##SFX(const ConvArgs *a, Py_ssize_t u0, Py_ssize_t u1, floa
     }                                                                                                           \
 }
 
+
+/* The LSTM gate step of the plan's Bidirectional loop (inference/recurrent.py), per direction and row, after
+ * z = h_prev @ R: z += xw; with the sigmoid gates' columns negated at plan compile, s = 1 + exp(z) for i, f, o
+ * (a product by a gate is a division by s), g = tanh(z_c); c = c / s_f + g / s_i; h = tanh(c) / s_o. exp is
+ * Cephes' expf polynomial (argument clamped to [-88, 88]: exp(88) = 1.65e38 makes a gate 6e-39, exactly the 0 of
+ * an overflow to inf in the NumPy step up to that), tanh(x) = 1 - 2 / (exp(2x) + 1) (absolute error ~1e-7). */
+#define DEFINE_GATES(SFX, TGT, VW)                                                                              \
+static inline __attribute__((always_inline)) TGT vec_##SFX select_##SFX(ivec_##SFX m, vec_##SFX a, vec_##SFX b) \
+{ return (vec_##SFX)(((ivec_##SFX)a & m) | ((ivec_##SFX)b & ~m)); }                                             \
+static inline __attribute__((always_inline)) TGT vec_##SFX exp_##SFX(vec_##SFX x)                              \
+{                                                                                                               \
+    const vec_##SFX hi = (vec_##SFX){0} + 88.0f, lo = (vec_##SFX){0} - 88.0f, one = (vec_##SFX){0} + 1.0f;     \
+    x = select_##SFX((ivec_##SFX)(x > hi), hi, x);                                                              \
+    x = select_##SFX((ivec_##SFX)(x < lo), lo, x);                                                              \
+    vec_##SFX fx = x * 1.44269504088896341f + 0.5f;                                                            \
+    vec_##SFX t = __builtin_convertvector(__builtin_convertvector(fx, ivec_##SFX), vec_##SFX);                  \
+    t = t - (vec_##SFX)((ivec_##SFX)(t > fx) & (ivec_##SFX)one); /* floor */                                    \
+    x = x - t * 0.693359375f;                                                                                   \
+    x = x - t * -2.12194440e-4f;                                                                                \
+    const vec_##SFX z = x * x;                                                                                  \
+    vec_##SFX y = x * 1.9875691500E-4f + 1.3981999507E-3f;                                                      \
+    y = y * x + 8.3334519073E-3f;                                                                               \
+    y = y * x + 4.1665795894E-2f;                                                                               \
+    y = y * x + 1.6666665459E-1f;                                                                               \
+    y = y * x + 5.0000001201E-1f;                                                                               \
+    y = y * z + x + 1.0f;                                                                                       \
+    const ivec_##SFX n = __builtin_convertvector(t, ivec_##SFX);                                                \
+    return y * (vec_##SFX)((n + 127) << 23);                                                                    \
+}                                                                                                               \
+static inline __attribute__((always_inline)) TGT vec_##SFX tanh_##SFX(vec_##SFX x)                             \
+{ return 1.0f - 2.0f / (exp_##SFX(x + x) + 1.0f); }                                                             \
+static inline __attribute__((always_inline)) TGT void                                                           \
+gates_block_##SFX(float *z, const float *xw, float *c, float *h, ptrdiff_t u)                                   \
+{                                                                                                               \
+    vec_##SFX zi = *(vecu_##SFX *)z + *(const vecu_##SFX *)xw;                                                  \
+    vec_##SFX zf = *(vecu_##SFX *)(z + u) + *(const vecu_##SFX *)(xw + u);                                      \
+    vec_##SFX zo = *(vecu_##SFX *)(z + 2 * u) + *(const vecu_##SFX *)(xw + 2 * u);                              \
+    vec_##SFX zg = *(vecu_##SFX *)(z + 3 * u) + *(const vecu_##SFX *)(xw + 3 * u);                              \
+    const vec_##SFX si = exp_##SFX(zi) + 1.0f, sf = exp_##SFX(zf) + 1.0f, so = exp_##SFX(zo) + 1.0f;            \
+    const vec_##SFX g = tanh_##SFX(zg);                                                                         \
+    const vec_##SFX cn = *(vecu_##SFX *)c / sf + g / si;                                                        \
+    *(vecu_##SFX *)c = cn;                                                                                      \
+    *(vecu_##SFX *)h = tanh_##SFX(cn) / so;                                                                     \
+}                                                                                                               \
+static TGT void gates_##SFX(const GateArgs *a)                                                                  \
+{                                                                                                               \
+    const ptrdiff_t u = a->u;                                                                                   \
+    for (int d = 0; d < 2; d++)                                                                                 \
+        for (Py_ssize_t r = 0; r < a->k; r++) {                                                                 \
+            float *z = a->z + d * a->zs + r * 4 * u, *c = a->c + d * a->cs + r * u, *h = a->h + d * a->hs + r * u; \
+            const float *xw = a->xw + d * a->xs + r * 4 * u;                                                    \
+            ptrdiff_t j = 0;                                                                                    \
+            for (; j + (VW) <= u; j += (VW)) gates_block_##SFX(z + j, xw + j, c + j, h + j, u);                 \
+            if (j < u) { /* the tail through zero-padded copies */                                              \
+                float tz[4 * (VW)] = {0}, tx[4 * (VW)] = {0}, tc[VW] = {0}, th[VW];                             \
+                const ptrdiff_t m = u - j;                                                                      \
+                for (int q = 0; q < 4; q++) {                                                                   \
+                    memcpy(tz + q * (VW), z + q * u + j, sizeof(float) * (size_t)m);                            \
+                    memcpy(tx + q * (VW), xw + q * u + j, sizeof(float) * (size_t)m);                           \
+                }                                                                                               \
+                memcpy(tc, c + j, sizeof(float) * (size_t)m);                                                   \
+                gates_block_##SFX(tz, tx, tc, th, (VW));                                                        \
+                memcpy(c + j, tc, sizeof(float) * (size_t)m);                                                   \
+                memcpy(h + j, th, sizeof(float) * (size_t)m);                                                   \
+            }                                                                                                   \
+        }                                                                                                       \
+}
+
 #ifdef SCRATCH_X86
 DEFINE_VARIANT(avx512, TARGET_AVX512, 16, 2, 12)
 DEFINE_VARIANT(avx2, TARGET_AVX2, 8, 2, 6)
 #endif
 DEFINE_VARIANT(base, TARGET_BASE, 4, 2, 4)
+#ifdef SCRATCH_X86
+DEFINE_GATES(avx512, TARGET_AVX512, 16)
+DEFINE_GATES(avx2, TARGET_AVX2, 8)
+#endif
+DEFINE_GATES(base, TARGET_BASE, 4)
 
 typedef struct {
     const char *name;
@@ -193,6 +274,7 @@ typedef struct {
     int tile;   /* PMAX: pixels per register tile */
     void (*conv)(const ConvArgs *, Py_ssize_t, Py_ssize_t, float *, float *);
     int (*supported)(void);
+    void (*gates)(const GateArgs *);
 } Variant;
 
 #ifdef SCRATCH_X86
@@ -206,10 +288,10 @@ static int always(void) { return 1; }
 /* Best first. */
 static const Variant VARIANTS[] = {
 #ifdef SCRATCH_X86
-    {"avx512", 32, 12, conv_avx512, has_avx512},
-    {"avx2", 16, 6, conv_avx2, has_avx2},
+    {"avx512", 32, 12, conv_avx512, has_avx512, gates_avx512},
+    {"avx2", 16, 6, conv_avx2, has_avx2, gates_avx2},
 #endif
-    {"base", 8, 4, conv_base, always},
+    {"base", 8, 4, conv_base, always, gates_base},
 };
 #define N_VARIANTS ((int)(sizeof(VARIANTS) / sizeof(VARIANTS[0])))
 
@@ -408,6 +490,79 @@ done:
     return result;
 }
 
+/* A float32 (2, k, cols) buffer whose rows are contiguous (the first axis may be strided), or an exception. */
+static int get_stack(PyObject *obj, Py_buffer *view, int writable, const char *what, Py_ssize_t k, Py_ssize_t cols)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "lstm_gates: expected `%s` to be a%s float32 array, received %.100s", what,
+                     writable ? " writable" : "", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    char got[96];
+    const char *problem = NULL;
+    if (!is_float32(view)) problem = "of dtype float32";
+    else if (view->ndim != 3 || view->shape[0] != 2 || view->shape[1] != k || view->shape[2] != cols)
+        problem = "of shape (2, k, cols)";
+    else if (view->strides[2] != 4 || (k > 1 && view->strides[1] != 4 * cols) || view->strides[0] % 4)
+        problem = "with contiguous rows";
+    if (problem != NULL) {
+        if (view->ndim >= 1 && view->shape != NULL) shape_text(view, got, sizeof got); else strcpy(got, "?");
+        PyErr_Format(PyExc_ValueError, "lstm_gates: expected `%s` %s with k=%zd, cols=%zd, received shape %s, "
+                     "format '%s'", what, problem, k, cols, got, view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(lstm_gates_doc,
+"lstm_gates(variant, z, xw, c, h)\n--\n\n"
+"The gate step of the plan's Bidirectional LSTM loop, in place: z (2, k, 4u) = h_prev @ R with the i, f, o\n"
+"columns negated (gate order i, f, o, c), xw (2, k, 4u) the step's input projection, c (2, k, u) the cell\n"
+"state, h (2, k, u) the new output. float32, rows contiguous (the first axis may be strided).");
+
+static PyObject *lstm_gates(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int variant;
+    PyObject *zo, *xo, *co, *ho;
+    if (!PyArg_ParseTuple(args, "iOOOO:lstm_gates", &variant, &zo, &xo, &co, &ho)) return NULL;
+    if (variant < 0 || variant >= N_VARIANTS || !VARIANTS[variant].supported()) {
+        PyErr_Format(PyExc_ValueError, "lstm_gates: expected a variant index this CPU supports, received %d", variant);
+        return NULL;
+    }
+    Py_buffer c;
+    if (PyObject_GetBuffer(co, &c, PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "lstm_gates: expected `c` to be a writable float32 array, received %.100s",
+                     Py_TYPE(co)->tp_name);
+        return NULL;
+    }
+    if (c.ndim != 3) {
+        PyErr_Format(PyExc_ValueError, "lstm_gates: expected `c` with 3 dimensions (2, k, u), received %d", c.ndim);
+        PyBuffer_Release(&c);
+        return NULL;
+    }
+    const Py_ssize_t k = c.shape[1], u = c.shape[2];
+    PyBuffer_Release(&c);
+    Py_buffer z, x, h;
+    if (get_stack(co, &c, 1, "c", k, u) < 0) return NULL;
+    if (get_stack(zo, &z, 1, "z", k, 4 * u) < 0) { PyBuffer_Release(&c); return NULL; }
+    if (get_stack(xo, &x, 0, "xw", k, 4 * u) < 0) { PyBuffer_Release(&c); PyBuffer_Release(&z); return NULL; }
+    if (get_stack(ho, &h, 1, "h", k, u) < 0) {
+        PyBuffer_Release(&c); PyBuffer_Release(&z); PyBuffer_Release(&x); return NULL;
+    }
+    GateArgs a = {z.buf, c.buf, h.buf, x.buf, k, u, z.strides[0] / 4, x.strides[0] / 4, c.strides[0] / 4,
+                  h.strides[0] / 4};
+    if (k > 0 && u > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        VARIANTS[variant].gates(&a);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&c); PyBuffer_Release(&z); PyBuffer_Release(&x); PyBuffer_Release(&h);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(variants_doc, "variants() -> list of (index, name, block, tile) this CPU supports, best first.\n\n"
 "block: filters per packed block (the last axis of conv2d's `w`); tile: output pixels per register tile.");
 
@@ -427,6 +582,7 @@ static PyObject *variants(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)
 static PyMethodDef methods[] = {
     {"conv2d", conv2d, METH_VARARGS, conv2d_doc},
     {"variants", variants, METH_NOARGS, variants_doc},
+    {"lstm_gates", lstm_gates, METH_VARARGS, lstm_gates_doc},
     {NULL, NULL, 0, NULL},
 };
 

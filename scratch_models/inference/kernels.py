@@ -9,7 +9,7 @@ extension optional): without them the engine runs its NumPy path, with the same 
 * ``avx512``, ``avx2``, ``base``: that variant (an error if this CPU or build has not got it).
 
 ``DirectConv`` is one convolution's kernel packed once for the chosen variant (at plan compile), called per
-batch or part.
+batch or part; ``lstm_gates`` is the element-wise gate step of the Bidirectional LSTM loop.
 """
 from __future__ import annotations
 
@@ -97,6 +97,13 @@ class DirectConv:
         _kernels.conv2d(self.index, np.ascontiguousarray(x, np.float32), self.w, self.b, out, self.kh, self.kw,
                         self.strides[0], self.strides[1], pt, pb, pl, pr, bool(relu), bool(pool), threads)
         return out
+
+
+def lstm_gates(z: np.ndarray, xw: np.ndarray, c: np.ndarray, h: np.ndarray) -> None:
+    """The Bidirectional LSTM loop's gate step in one C call (the current variant), in place: z (2, k, 4u) =
+    h_prev @ R with the sigmoid gates' columns negated (order i, f, o, c), xw (2, k, 4u), c (2, k, u) updated,
+    h (2, k, u) written. float32, rows contiguous (the first axis may be strided)."""
+    _kernels.lstm_gates(variant[0], z, xw, c, h)
 
 
 configure()

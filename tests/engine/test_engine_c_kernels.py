@@ -230,3 +230,76 @@ def test_the_c_function_refuses_overlapping_output_and_bad_thread_counts():
         kernels._kernels.conv2d(*_args(x=inside, out=out))
     with pytest.raises(ValueError, match=r"expected threads between 1 and \d+, received 0"):
         kernels._kernels.conv2d(*_args(), 0)
+
+
+# ------------------------------------------------------------------------------------ the LSTM gate step (C)
+
+def gates_reference(z, xw, c):
+    """float64: i, f, o = sigmoid(-(z + xw)) (the plan negates those columns), g = tanh; c' = f c + i g,
+    h = o tanh(c')."""
+    u = c.shape[-1]
+    a = z.astype(np.float64) + xw
+    i, f, o = (1 / (1 + np.exp(a[..., q * u:(q + 1) * u])) for q in range(3))
+    g = np.tanh(a[..., 3 * u:])
+    c_new = f * c + i * g
+    return c_new, o * np.tanh(c_new)
+
+
+@needs_kernels
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+@pytest.mark.parametrize("k, u", [(1, 64), (5, 19), (3, 5), (8, 32), (2, 1)])
+def test_lstm_gates_match_the_float64_reference(variant, k, u):
+    """Rows of buffers larger than k (the loop's views: a prefix of rows, strided first axis), u not a whole
+    vector (tails), pre-activations from -100 to 100 (saturated gates)."""
+    index = [v[0] for v in kernels.VARIANTS if v[1] == variant][0]
+    n = k + 3
+    z_buf = (RNG.standard_normal((2, n, 4 * u)) * 4).astype(np.float32)
+    z_buf[0, 0, :4] = [-100, 100, 60, -60]
+    xw_buf = RNG.standard_normal((2, n + 4, 4 * u)).astype(np.float32)
+    c_buf = RNG.standard_normal((2, n, u)).astype(np.float32)
+    h_buf = np.zeros((2, n + 2, u), np.float32)
+    z, xw, c, h = z_buf[:, :k], xw_buf[:, 2:2 + k], c_buf[:, :k], h_buf[:, 1:1 + k]
+    c_ref, h_ref = gates_reference(z, xw, c)
+    kernels._kernels.lstm_gates(index, z, xw, c, h)
+    assert np.abs(c - c_ref).max() <= 1e-5 * max(1, np.abs(c_ref).max())
+    assert np.abs(h - h_ref).max() <= 1e-5
+    assert not h_buf[:, 0].any() and not h_buf[:, 1 + k:].any()  # nothing written outside the view
+
+
+@needs_kernels
+@pytest.mark.parametrize("batch", [1, 8, 33])
+def test_committed_lstm_with_the_compiled_gates_matches_keras(batch):
+    keras = pytest.importorskip("keras")
+    import scratch_models
+    from scratch_models.inference.recurrent import BidirectionalStep
+    lstm_dir = ROOT / "weights" / "lstm"
+    model = scratch_models.load(lstm_dir)
+    kmodel = keras.saving.load_model(lstm_dir / "model.keras", compile=False)
+    steps = [s.fn for s in model.plan().steps if isinstance(s.fn, BidirectionalStep)]
+    assert steps and all(s.compiled_gates for s in steps)
+    rng = np.random.default_rng(batch)
+    x = rng.integers(1, 1000, (batch, 64)).astype(np.int32)
+    x[: batch // 2, rng.integers(1, 63):] = 0  # padded rows: the loop's prefixes of active rows
+    ref = np.asarray(kmodel(x, training=False))
+    fast = model.predict(x)
+    assert np.abs(fast - ref).max() <= 1e-5
+    assert np.abs(fast - model(x)).max() <= 1e-5
+    with kernels.selected("numpy"):
+        assert not BidirectionalStep(steps[0].layer).compiled_gates
+
+
+@needs_kernels
+@pytest.mark.parametrize("name, value, error, message", [
+    ("z", np.zeros((2, 3, 16), np.float64), ValueError, r"expected `z` of dtype float32 with k=3, cols=16"),
+    ("xw", np.zeros((2, 3, 12), np.float32), ValueError, r"expected `xw` of shape \(2, k, cols\) with k=3, cols=16, "
+                                                         r"received shape \(2, 3, 12\)"),
+    ("h", np.zeros((2, 3, 8), np.float32)[:, :, ::2], ValueError, r"expected `h` with contiguous rows"),
+    ("c", np.zeros((3, 4), np.float32), ValueError, r"expected `c` with 3 dimensions \(2, k, u\), received 2"),
+    ("xw", "text", TypeError, r"expected `xw` to be a float32 array, received str"),
+])
+def test_lstm_gates_name_what_they_expected(name, value, error, message):
+    args = {"z": np.zeros((2, 3, 16), np.float32), "xw": np.zeros((2, 3, 16), np.float32),
+            "c": np.zeros((2, 3, 4), np.float32), "h": np.zeros((2, 3, 4), np.float32)}
+    args[name] = value
+    with pytest.raises(error, match=message):
+        kernels._kernels.lstm_gates(kernels.VARIANTS[0][0], *args.values())
