@@ -237,7 +237,7 @@ def _from_base64(text: str, index: int, max_image_pixels: int, field: str, inlin
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw)) as img:
+            with Image.open(io.BytesIO(raw), formats=IMAGE_FORMATS) as img:  # no probing of other formats
                 if img.format not in IMAGE_FORMATS:
                     raise item_error(field, index, f"image format {img.format} is not supported; send PNG or JPEG")
                 w, h = img.size
@@ -249,7 +249,7 @@ def _from_base64(text: str, index: int, max_image_pixels: int, field: str, inlin
                     raise Deferred(f"a {w}x{h} image")
                 if img.format == "JPEG":
                     img.draft("L" if mode == "L" else "RGB", (width, height))  # decode a big JPEG at a reduced scale
-                converted = img.convert(mode)
+                converted = img if img.mode == mode else img.convert(mode)  # convert() would copy
                 if converted.size != (width, height):
                     converted = converted.resize((width, height), Image.Resampling.BILINEAR)
                 pixels = np.asarray(converted, dtype=np.uint8).reshape(height, width, channels)
@@ -257,10 +257,26 @@ def _from_base64(text: str, index: int, max_image_pixels: int, field: str, inlin
         raise item_error(field, index, f"decompression bomb refused ({exc})", cls=PayloadTooLarge,
                          code="image_too_large") from None
     except UnidentifiedImageError:
+        other = _image_format(raw)
+        if other is not None:
+            raise item_error(field, index, f"image format {other} is not supported; send PNG or JPEG") from None
         raise item_error(field, index, f"decoded {len(raw)} bytes that are not a PNG or JPEG image") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt file
         raise item_error(field, index, f"could not decode the image ({type(exc).__name__}: {exc})") from None
     return pixels.astype(spec.numpy_dtype) / spec.numpy_dtype.type(255.0)
+
+
+def _image_format(raw: bytes) -> str | None:
+    """The format Pillow reads ``raw`` as (GIF, BMP, ...), for the error message; None if none."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(raw)) as img:
+                return img.format
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return None
 
 
 _TEXT_TOKEN = re.compile(TEXT_PATTERN)

@@ -40,7 +40,12 @@ from load_test import free_port, proc_cpu_seconds  # noqa: E402
 
 LUA = Path(__file__).with_name("post.lua")
 TEXT = "Makanannya enak dan pelayanannya ramah sekali, saya pasti akan kembali lagi"
-CASES = ("cnn-list/scratch", "cnn-list/keras", "cnn-png/scratch", "rnn-text/scratch", "lstm-text/scratch")
+CASES = ("cnn-list/scratch", "cnn-list/keras", "cnn-png/scratch", "cnn-png/keras", "rnn-text/scratch", "rnn-text/keras",
+         "lstm-text/scratch")
+#: Issue 18's targets, batching on: (case, what, value). BentoML 1.4.40 measured here the same way (server on one
+#: core, wrk -c32 on the other, the cnn-list body): 243 req/s.
+TARGETS = (("cnn-list/scratch", "rps", 243.0), ("cnn-list/keras", "rps", 243.0),
+           ("cnn-png/scratch", "rps_per_server_core", 800.0), ("rnn-text/scratch", "rps_per_server_core", 1500.0))
 
 
 def cifar_image() -> np.ndarray:
@@ -152,16 +157,18 @@ print(json.dumps(out))
     return {"t1_ms": 1000 * t1, "t32_ms": 1000 * t32, "bound": t1 / (t32 / 32)}
 
 
-def median_range(values: list[float]) -> str:
+def median_range(values: list[float], digits: int = 1) -> str:
     values = [v for v in values if v is not None]
-    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})" if values else "-"
+    return (f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+            if values else "-")
 
 
 def report(results: dict, args, bound: dict | None) -> str:
     lines = ["# The service under wrk: requests/s per server core", "",
              f"`{' '.join([Path(sys.executable).name, 'benchmarks/wrk/run_wrk.py'] + sys.argv[1:])}` at "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
-             f"({os.cpu_count()} cores, shared with other jobs: figures are noisy).", "",
+             f"({os.cpu_count()} cores; load average {args.load_before:.2f} before the run, "
+             f"{os.getloadavg()[0]:.2f} after: above ~0.3 other jobs shared the cores and the figures are noisy).", "",
              f"Server: `python -m service` (1 process, BLAS_THREADS=1, BATCH_WAIT_MS=0, JSON access log on) pinned "
              f"to core {args.server_core}; load: `wrk -t1 -c{args.connections}` with `benchmarks/wrk/post.lua`, "
              f"pinned to core {args.wrk_core}. {args.rounds} rounds of {args.seconds:g} s, batching on and off "
@@ -174,17 +181,34 @@ def report(results: dict, args, bound: dict | None) -> str:
             runs = modes[mode]
             lines.append(f"| {case} | {mode} | {median_range([r['rps'] for r in runs])} | "
                          f"{median_range([r['rps_per_server_core'] for r in runs])} | "
-                         f"{median_range([r['server_cpu_ms_per_request'] for r in runs])} | "
+                         f"{median_range([r['server_cpu_ms_per_request'] for r in runs], 2)} | "
                          f"{statistics.median(r['server_cores_busy'] for r in runs):.2f} | "
                          f"{statistics.median(r['p50_ms'] for r in runs):.1f} | "
                          f"{statistics.median(r['p99_ms'] for r in runs):.1f} | {sum(r['errors'] for r in runs)} |")
         ratios = [a["rps"] / b["rps"] for a, b in zip(modes["on"], modes["off"])]
-        lines.append(f"| {case} | **on/off** | **{median_range(ratios).replace('.1f', '')}** | | | | | | |")
+        per_core = [a["rps_per_server_core"] / b["rps_per_server_core"] for a, b in zip(modes["on"], modes["off"])]
+        lines.append(f"| {case} | **on/off** | **{ratio_range(ratios)}** | **{ratio_range(per_core)}** | | | | | |")
     if bound:
         lines += ["", f"cnn/scratch compute bound of the batching gain on the server core: t(batch 1) = "
                       f"{bound['t1_ms']:.2f} ms, t(batch 32) = {bound['t32_ms']:.1f} ms, "
                       f"t(1) / (t(32) / 32) = **{bound['bound']:.2f}x** (80 %: {0.8 * bound['bound']:.2f}x)."]
+    lines += ["", "Targets (issue 18, batching on; medians of the rounds):", "",
+              "| case | measure | target | measured | met |", "|---|---|---:|---:|---|"]
+    for case, key, target in TARGETS:
+        if case in results and results[case]["on"]:
+            got = statistics.median(r[key] for r in results[case]["on"])
+            name = "req/s" if key == "rps" else "req/s per server core"
+            lines.append(f"| {case} | {name} | {target:g} | {got:.0f} | {'yes' if got >= target else 'no'} |")
+    if bound and "cnn-png/scratch" in results and results["cnn-png/scratch"]["on"]:
+        modes = results["cnn-png/scratch"]
+        gain = statistics.median(a["rps"] / b["rps"] for a, b in zip(modes["on"], modes["off"]))
+        lines.append(f"| cnn-png/scratch | batching on/off req/s | {0.8 * bound['bound']:.2f} (80 % of the bound) | "
+                     f"{gain:.2f} | {'yes' if gain >= 0.8 * bound['bound'] else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+def ratio_range(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -205,6 +229,7 @@ def main() -> None:
     p.add_argument("--no-compute-bound", action="store_true")
     p.add_argument("--env", nargs="*", default=[], help="extra KEY=VALUE for both servers")
     args = p.parse_args()
+    args.load_before = os.getloadavg()[0]
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
     extra = dict(kv.split("=", 1) for kv in args.env)
