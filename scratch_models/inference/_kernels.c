@@ -592,4 +592,13 @@ static struct PyModuleDef module = {
     -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
+/* Raised whenever a function or its arguments change: kernels.py ignores a stale build (an edited source
+ * without a reinstall) instead of calling what it does not have. */
+#define KERNELS_API 2
+
+PyMODINIT_FUNC PyInit__kernels(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "API", KERNELS_API) < 0) { Py_DECREF(m); return NULL; }
+    return m;
+}

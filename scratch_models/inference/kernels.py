@@ -18,9 +18,19 @@ import os
 
 import numpy as np
 
+import warnings
+
+#: The ``API`` number of the _kernels.c this module calls (a build of another version is not used).
+API = 2
+
 try:
     from . import _kernels
 except ImportError:  # not built (no compiler at install, or a source checkout never installed)
+    _kernels = None
+if _kernels is not None and getattr(_kernels, "API", None) != API:
+    warnings.warn(f"scratch_models.inference._kernels is a stale build (API {getattr(_kernels, 'API', None)}, "
+                  f"expected {API}): the NumPy path is used; reinstall (pip install -e .) to rebuild it",
+                  RuntimeWarning, stacklevel=1)
     _kernels = None
 
 #: The environment variable read at import.

@@ -161,15 +161,30 @@ BLOCK_IMPORT = ("import importlib.abc\n"
                 "sys.meta_path.insert(0, NoKernels())\n")
 
 
-@pytest.mark.parametrize("how", ["extension absent", "SCRATCH_KERNELS=numpy"])
+STALE_BUILD = ("import types, warnings\n"
+               "warnings.simplefilter('error', RuntimeWarning)\n"
+               "stale = types.ModuleType('scratch_models.inference._kernels')\n"
+               "stale.API = 1\n"
+               "sys.modules['scratch_models.inference._kernels'] = stale\n"
+               "try:\n"
+               "    import scratch_models.inference.kernels\n"
+               "except RuntimeWarning as w:\n"
+               "    assert 'stale build (API 1, expected 2)' in str(w), w\n"
+               "else:\n"
+               "    raise AssertionError('no warning')\n"
+               "warnings.simplefilter('ignore', RuntimeWarning)\n")
+
+
+@pytest.mark.parametrize("how", ["extension absent", "stale build", "SCRATCH_KERNELS=numpy"])
 def test_the_numpy_fallback_runs_the_committed_cnn(how):
-    """Without the extension (an install without a compiler) or with it switched off, the plan takes the
-    NumPy algorithms and gives the plain graph walk's answer."""
-    block = BLOCK_IMPORT if how == "extension absent" else ""
+    """Without the extension (an install without a compiler), with a build of another API version (the C
+    source edited without a reinstall: warned) or with it switched off, the plan takes the NumPy algorithms
+    and gives the plain graph walk's answer."""
+    block = {"extension absent": BLOCK_IMPORT, "stale build": STALE_BUILD}.get(how, "")
     env = {"SCRATCH_KERNELS": "numpy"} if how.startswith("SCRATCH") else {"SCRATCH_KERNELS": "auto"}
     got = _run_isolated(CNN_PROBE.format(block=block, cnn=str(CNN_DIR)), env)
     assert got["variant"] is None and "direct" not in got["algorithms"] and len(got["algorithms"]) == 5
-    assert got["built"] is (how != "extension absent" and bool(kernels.VARIANTS))
+    assert got["built"] is (how == "SCRATCH_KERNELS=numpy" and bool(kernels.VARIANTS))
     assert np.abs(np.array(got["p"]) - np.array(got["walk"])).max() <= 1e-5
 
 
