@@ -6,7 +6,8 @@ output has only the next link as reader (and is not a model output):
 * Conv2D [-> BatchNormalization, folded into the kernel and bias once] [-> ReLU (Activation or ReLU layer)]
   [-> MaxPooling2D 2x2/2 'valid'] -> one ``conv.ConvStep``;
 * Dense [-> Activation] -> ``pooling.DenseStep``; BatchNormalization alone -> ``pooling.AffineStep``;
-  Max/AveragePooling2D -> ``pooling.PoolStep``;
+  Max/AveragePooling2D -> ``pooling.PoolStep``; the dropouts and noise layers (identity at inference) pass
+  their input on, Flatten reshapes it (no layer call, no state written: ~10 us each per batch);
 * SimpleRNN / LSTM -> ``recurrent.RecurrentStep``; a Bidirectional of two such cells ->
   ``recurrent.BidirectionalStep`` (stacked directions);
 * anything else: the layer's own ``forward(x, mask=..., training=False)``.
@@ -22,8 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..graph import call_node, flat_refs, is_ref, readers, resolve
-from ..layers import (LSTM, Activation, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D, Dense,
-                      MaxPooling2D, ReLU, SimpleRNN)
+from ..layers import (LSTM, Activation, AlphaDropout, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D,
+                      Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, MaxPooling2D, ReLU, SimpleRNN,
+                      SpatialDropout1D, SpatialDropout2D)
 from ..ops import Op
 from . import recurrent
 from .conv import POOL_COMMUTING_ACTIVATIONS, ConvStep, fold_batchnorm
@@ -31,6 +33,10 @@ from .memory import Arenas
 from .pooling import AffineStep, DenseStep, PoolStep
 from ..threads import single_threaded_blas
 from .split import Part, parts_for, run_split
+
+
+#: Layers that are the identity at inference (exact types: a subclass may do more).
+INFERENCE_IDENTITY = (Dropout, SpatialDropout1D, SpatialDropout2D, GaussianDropout, AlphaDropout, GaussianNoise)
 
 
 @dataclass
@@ -175,6 +181,10 @@ def compile_plan(model) -> Plan:
             # Dense passes its input's mask on: keep it ('masked' with the mask ignored by the product).
             dense = DenseStep(layer, activation, key=i)
             steps.append(Step(covers, "masked", lambda x, mask, part, d=dense: d(x, part), "dense"))
+        elif kind in INFERENCE_IDENTITY:  # the mask passes on as compute_mask says
+            steps.append(Step(covers, "masked", lambda x, mask, part: x, "identity"))
+        elif kind is Flatten:
+            steps.append(Step(covers, "masked", lambda x, mask, part: x.reshape(len(x), -1), "flatten"))
         elif kind is BatchNormalization:
             affine = AffineStep(layer, key=i)
             steps.append(Step(covers, "masked", lambda x, mask, part, a=affine: a(x, part), "batchnorm"))
