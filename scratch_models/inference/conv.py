@@ -50,14 +50,17 @@ WINOGRAD_MIN_TILES = 4096
 WINOGRAD_MIN_TILES_IN_PART = 256
 #: 2x2 output tiles per chunk: the transform buffers are reused across chunks.
 WINOGRAD_CHUNK_TILES = 1024
-#: The compiled kernel's call gets one more thread per this many FLOPs (outside a split batch).
-DIRECT_THREAD_MIN_FLOPS = 4e6
+#: The compiled kernel's call gets one more thread per this many FLOPs (outside a split batch). A thread start
+#: costs ~16 us (~2 MFLOP), but on a busy host a second thread also waits for a core: at batch 1 (9-19 MFLOP per
+#: layer of the committed CNN) two threads were slower in 2 of 2 in-process runs (0.94 vs 0.84 ms, 1.53 vs 1.24 ms
+#: per predict, load 5-7), at batch 4 faster (3.5 vs 5.7 ms). So: batch 1 on one thread, larger ones on two.
+DIRECT_THREAD_MIN_FLOPS = 1.5e7
 
 
 def direct_threads(part: Part, flops: float) -> int:
     """Threads the compiled kernel splits one call of ``flops`` over: 1 inside a part (the other cores compute
     the other parts); for a batch the split policy left whole (batch 1 to 7 of a CNN on 2 cores) the cores,
-    one per ``DIRECT_THREAD_MIN_FLOPS`` (starting a thread costs ~16 us, the time of ~2 MFLOP)."""
+    one per ``DIRECT_THREAD_MIN_FLOPS``."""
     if part.split or parallel.in_worker():
         return 1
     return max(1, min(parallel.cores(), int(flops // DIRECT_THREAD_MIN_FLOPS)))
