@@ -43,7 +43,8 @@ ImageItem = Annotated[Any, WithJsonSchema(_IMAGE_ITEM_SCHEMA)]
 class PredictRequest(BaseModel):
     """One of ``images`` (image models), ``texts`` (text models with a vectorizer) or ``inputs`` (every
     model: the network's own input tensors), 1..MAX_BATCH items. The OpenAPI document gives each model's
-    exact body schema (:mod:`service.openapi`); this model is the union the route parses."""
+    exact body schema (:mod:`service.openapi`); this model is the union of them, the generic operation's body
+    schema. The route itself parses bodies with :func:`service.jsonbody.predict_body` (same rules, C speed)."""
     model_config = ConfigDict(extra="forbid")
 
     images: list[ImageItem] | None = Field(
