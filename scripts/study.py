@@ -217,13 +217,33 @@ def run_one(arch: str, variant: str, seed: int, epochs: int, keras_runs: Path = 
                           "test_accuracy": comparison["scratch"]["accuracy"], "n_test": comparison["n"],
                           "check_seconds": time.time() - t0},
               "config": trained["config"], "data_source": trained["data_source"], "split": trained["split"],
-              "keras_run_dir": shown(run_dir)}
+              "keras_run_dir": shown(run_dir), "environment": environment()}
     if tracking_uri:
         record["mlflow_run_id"] = tracking.log_run(
             run_dir, TRACKING_EXPERIMENT, uri=tracking_uri, source="scripts/study.py",
             metrics={f"scratch_{k}": v for k, v in record["scratch"].items()},
             tags={"study.variant": variant, **{f"study.factor.{k}": v for k, v in factor_levels(arch, variant).items()}})
     return record
+
+
+def environment() -> dict:
+    """What a run's exact numbers depend on besides the seed: library versions and the CPU (oneDNN picks
+    kernels by instruction set). Records made before issue 20's fix do not have it."""
+    import keras
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "cpu": cpu_model(), "cores": local_cores()}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor()
 
 
 def train_task(arch: str, variant: str, seed: int, epochs: int, keras_runs: str | None, data_dir: str | None,

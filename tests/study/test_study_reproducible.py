@@ -23,7 +23,7 @@ import study  # noqa: E402
 pytestmark = pytest.mark.slow
 
 # Everything a record says about the training and the test split; not timings, paths or the worker.
-SAME = ("test_macro_f1", "test_accuracy", "params", "epochs_run", "best_epoch", "config", "split")
+SAME = ("test_macro_f1", "test_accuracy", "params", "epochs_run", "best_epoch", "config", "split", "environment")
 SAME_HISTORY = ("loss", "val_loss", "accuracy", "val_accuracy")
 SAME_SCRATCH = ("agreement", "max_abs_prob_diff", "test_macro_f1", "test_accuracy", "n_test")
 
