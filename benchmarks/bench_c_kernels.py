@@ -11,6 +11,9 @@ round = the median of ``--repeats`` timed calls after one warm-up; printed: medi
 range (ms), GFLOP/s of the direct Conv2D + Dense count, each ratio ORT time / variant time (throughput
 relative to ORT), and max |dp| against ORT.
 
+``--kernel-threads-from F``: also the C path with ``conv.DIRECT_THREAD_MIN_FLOPS = F`` (the threshold of the
+kernel's own threads for a batch the split policy leaves whole; 4e6 puts batch 1 on two threads).
+
 ``--layers``: every fused conv step alone on one part of the batch as the split policy cuts it (N // parts
 images), one thread, ConvStep called directly, C vs NumPy, median of 7 calls, GFLOP/s.
 
@@ -31,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 
 import scratch_models  # noqa: E402
-from scratch_models.inference import kernels, split  # noqa: E402
+from scratch_models.inference import conv, kernels, split  # noqa: E402
 from scratch_models.inference.conv import ConvStep  # noqa: E402
 from scratch_models.inference.memory import Arena  # noqa: E402
 from scratch_models.inference.split import Part  # noqa: E402
@@ -128,6 +131,9 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--layers", action="store_true", help="also time every conv step alone (one thread)")
     p.add_argument("--no-ort", action="store_true", help="leave ONNX Runtime out")
+    p.add_argument("--kernel-threads-from", type=float, metavar="FLOPS",
+                   help="also time the C path with conv.DIRECT_THREAD_MIN_FLOPS set to this (e.g. 4e6: two kernel "
+                        "threads at batch 1 too)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if kernels.variant is None:
@@ -136,6 +142,15 @@ def main(argv=None) -> None:
     print(f"compiled variant: {kernels.variant[1]} (filter block {kernels.variant[2]}, tile {kernels.variant[3]} pixels)")
     c_model, np_model = load_for("auto"), load_for("numpy")
     fns = {"c": c_model.predict, "numpy": np_model.predict}
+    if args.kernel_threads_from is not None:
+        def more_threads(x):
+            old = conv.DIRECT_THREAD_MIN_FLOPS
+            conv.DIRECT_THREAD_MIN_FLOPS = args.kernel_threads_from
+            try:
+                return c_model.predict(x)
+            finally:
+                conv.DIRECT_THREAD_MIN_FLOPS = old
+        fns[f"c-threads>={args.kernel_threads_from:g}"] = more_threads
     if not args.no_ort:
         try:
             from bench_models import onnx_session

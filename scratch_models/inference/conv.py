@@ -51,10 +51,11 @@ WINOGRAD_MIN_TILES_IN_PART = 256
 #: 2x2 output tiles per chunk: the transform buffers are reused across chunks.
 WINOGRAD_CHUNK_TILES = 1024
 #: The compiled kernel's call gets one more thread per this many FLOPs (outside a split batch). A thread start
-#: costs ~16 us (~2 MFLOP), but on a busy host a second thread also waits for a core: at batch 1 (9-19 MFLOP per
-#: layer of the committed CNN) two threads were slower in 2 of 2 in-process runs (0.94 vs 0.84 ms, 1.53 vs 1.24 ms
-#: per predict, load 5-7), at batch 4 faster (3.5 vs 5.7 ms). So: batch 1 on one thread, larger ones on two.
-DIRECT_THREAD_MIN_FLOPS = 1.5e7
+#: costs ~16 us (~2 MFLOP); a second thread pays when a core is free: at batch 1 of the committed CNN (9-19
+#: MFLOP per layer) two threads were slower in 2 in-process runs with both cores busy (0.94 vs 0.84 ms, 1.53 vs
+#: 1.24 ms per predict, load 5-7) and faster in one with a core partly free (0.99 vs 1.29 ms); at batch 4 faster
+#: in both runs (3.5 vs 5.7, 3.5 vs 3.9 ms). benchmarks/bench_c_kernels.py --kernel-threads-from compares.
+DIRECT_THREAD_MIN_FLOPS = 4e6
 
 
 def direct_threads(part: Part, flops: float) -> int:
