@@ -54,7 +54,7 @@ WINOGRAD_CHUNK_TILES = 1024
 #: costs ~16 us (~2 MFLOP); a second thread pays when a core is free: at batch 1 of the committed CNN (9-19
 #: MFLOP per layer) two threads were slower in 2 in-process runs with both cores busy (0.94 vs 0.84 ms, 1.53 vs
 #: 1.24 ms per predict, load 5-7) and faster in one with a core partly free (0.99 vs 1.29 ms); at batch 4 faster
-#: in both runs (3.5 vs 5.7, 3.5 vs 3.9 ms). benchmarks/bench_c_kernels.py --kernel-threads-from compares.
+#: (3.5 vs 5.7 ms, both cores busy). benchmarks/bench_c_kernels.py --kernel-threads-from compares.
 DIRECT_THREAD_MIN_FLOPS = 4e6
 
 
