@@ -5,8 +5,8 @@ Algorithms, chosen per layer and batch size (``choose``):
 * ``direct``: the compiled register-blocked direct convolution (``_kernels.c`` through ``kernels.DirectConv``,
   kernel packed once here), bias, ReLU and pooling fused in its tile epilogue; taken for every float32 Conv2D
   without dilation or groups whenever the extension is built and ``SCRATCH_KERNELS`` is not ``numpy``: per layer
-  of the committed CNN it ran 1.1-4.3x faster than the NumPy algorithms below at batch 8, 32 and 256 (one thread,
-  busy host; reports/inference_plan.md). The NumPy algorithms are the fallback:
+  of the committed CNN it ran 0.9-4.7x as fast as the NumPy algorithms below (1.2x or more on 19 of 20 layer x
+  batch cases in the last run; one thread, busy host; reports/inference_plan.md). The NumPy algorithms are the fallback:
 * ``winograd``: F(2x2, 3x3) (Lavin & Gray, 2015) for 3x3/1 'same' convolutions of even-sized images with
   enough channels and tiles: 16 products per (tile, channel, filter) instead of 36. Only U = G g Gᵀ is rounded
   beyond float32 sums (computed in float64), so errors stay at the im2col level (F(4x4, 3x3) would not: it is
