@@ -5,7 +5,7 @@ Algorithms, chosen per layer and batch size (``choose``):
 * ``direct``: the compiled register-blocked direct convolution (``_kernels.c`` through ``kernels.DirectConv``,
   kernel packed once here), bias, ReLU and pooling fused in its tile epilogue; taken for every float32 Conv2D
   without dilation or groups whenever the extension is built and ``SCRATCH_KERNELS`` is not ``numpy``: per layer
-  of the committed CNN it ran 0.9-4.7x as fast as the NumPy algorithms below (1.2x or more on 19 of 20 layer x
+  of the committed CNN it ran 0.9-4.7x as fast as the NumPy algorithms below (1.16x or more on 19 of 20 layer x
   batch cases in the last run; one thread, busy host; reports/inference_plan.md). The NumPy algorithms are the fallback:
 * ``winograd``: F(2x2, 3x3) (Lavin & Gray, 2015) for 3x3/1 'same' convolutions of even-sized images with
   enough channels and tiles: 16 products per (tile, channel, filter) instead of 36. Only U = G g Gᵀ is rounded
