@@ -203,7 +203,9 @@ def _from_nested_list(item: list, index: int, field: str, spec: InputSpec,
     finite = np.isfinite(arr)
     if not finite.all():
         at = np.argwhere(~finite)[0]
-        raise item_error(field, index, f"value at {_where(at)} is {arr[tuple(at)]}; NaN and infinities are not allowed")
+        value = arr[tuple(at)]
+        what = "NaN" if np.isnan(value) else f"{value} (Infinity, or a number beyond float64's range such as 1e400)"
+        raise item_error(field, index, f"value at {_where(at)} is {what}; NaN and infinities are not allowed")
     if value_range is not None:
         lo, hi = value_range
         outside = (arr < lo) | (arr > hi)

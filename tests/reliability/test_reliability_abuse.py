@@ -61,7 +61,8 @@ def test_1e400_is_refused_naming_the_item(service):
     image = [[[0.5, 0.5, 0.5]] * 32] * 32
     text = '{"images": [%s]}' % str(image).replace("0.5, 0.5, 0.5]", "0.5, 0.5, 1e400]", 1)
     error = assert_client_error(post(service, "/predict/cnn", text.encode()), 422)
-    assert "images" in (error.get("field") or "") and error.get("index") in (0, None)
+    assert error["field"] == "images[0]" and error["index"] == 0
+    assert "[0][0][2]" in error["reason"] and "1e400" in error["reason"], error  # where, and why inf
 
 
 def test_10000_item_batch_is_a_413(service):
