@@ -21,7 +21,7 @@ PEERS = {"peer_cnn": "cnn_3_layers_legacy_h5.keras", "peer_lstm": "lstm_function
 
 
 def _repository_tests():
-    spec = importlib.util.spec_from_file_location("repository_tests_conftest", ROOT / "tests/repository/conftest.py")
+    spec = importlib.util.spec_from_file_location("repository_helpers", ROOT / "tests/repository/repository_helpers.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
