@@ -553,6 +553,29 @@ def factor_conclusion(levels, runs_by_variant, alpha: float) -> tuple[str, dict]
     return " ".join(parts), summary
 
 
+def served_models_section(summaries: dict) -> list[str]:
+    """The models the service serves (``weights/<arch>/manifest.json``, issue 17) beside the study's
+    best variant per model: the study fixes one protocol, the served models are what came after it."""
+    rows = []
+    for arch in ARCHS:
+        manifest = ROOT / "weights" / arch / "manifest.json"
+        if not manifest.is_file():
+            continue
+        m = json.loads(manifest.read_text())
+        test = m["metrics"]["test"]
+        best = max((sm["mean"] for (a, _), sm in summaries.items() if a == arch and sm), default=None)
+        rows.append(f"| {arch} | `{m['config_name']}` seed {m['seed']} | {m['params']:,} | "
+                    f"{test['keras']['macro_f1']:.4f} | {test['scratch']['macro_f1']:.4f} | {test['agreement']:.4f} | "
+                    f"{f'{best:.4f}' if best is not None else '–'} |")
+    if not rows:
+        return []
+    return ["## The served models", "",
+            "What `weights/` serves now, read from each `manifest.json` (recipes in `reports/models_v2.md`), beside "
+            "the best variant's mean test macro-F1 in this study:", "",
+            "| model | config | params | test macro-F1 (keras) | test macro-F1 (scratch) | agreement | study's best mean |",
+            "|---|---|---:|---:|---:|---:|---:|", *rows, ""]
+
+
 def write_report(alpha: float = 0.05, seeds_override=None, paths: StudyPaths = DEFAULT_PATHS) -> dict:
     results = load_results(paths)
     lines = ["# Hyper-parameter study: depth, width, kernels, pooling and direction",
@@ -665,7 +688,7 @@ def write_report(alpha: float = 0.05, seeds_override=None, paths: StudyPaths = D
         p_text = f"{sm['p_lead']:.2g}" if sm["p_lead"] is not None else "–"
         overview.append(f"| {arch} | {title} | {sm['best']}: {sm['mean']:.4f}{std} (n={sm['n']}) | "
                         f"{sm['runner_up']} | {sm['lead']:+.4f} | {p_text} | {answer} |")
-    lines = head + overview + [""] + lines
+    lines = head + overview + [""] + served_models_section(summaries) + lines
     atomic_write_bytes(paths.report, "\n".join(lines).encode("utf-8"))
     print(f"[study] wrote {shown(paths.report)} ({total_runs} runs)", flush=True)
     return summaries

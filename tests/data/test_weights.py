@@ -30,10 +30,9 @@ def test_manifest_checksums_match_files(arch_dir):
         assert sha256_file(arch_dir / name) == digest, name
 
 
-# Floors the committed models do not reach yet (issue 17 stays open for them): expected failures,
-# reported as such; strict, so reaching the floor turns the xfail into a failure that asks to drop the mark.
-BELOW_FLOOR = {"cnn": "committed cnn reaches test macro-F1 0.826 < 0.86; the issue-17 recipe (scripts/configs.py cnn "
-                      "'v3', 9 epochs on the shared machine) reached 0.839, still under it, so it was not exported"}
+# Floors the committed models do not reach yet: expected failures, reported as such; strict, so reaching
+# the floor turns the xfail into a failure that asks to drop the mark. Empty since the cnn v3_e30 export.
+BELOW_FLOOR: dict[str, str] = {}
 
 
 def test_manifest_records_what_reproduces_the_run(arch_dir):
