@@ -12,7 +12,8 @@ range (ms), GFLOP/s of the direct Conv2D + Dense count, each ratio ORT time / va
 relative to ORT), and max |dp| against ORT.
 
 ``--kernel-threads-from F``: also the C path with ``conv.DIRECT_THREAD_MIN_FLOPS = F`` (the threshold of the
-kernel's own threads for a batch the split policy leaves whole; 4e6 puts batch 1 on two threads).
+kernel's own threads for a batch the split policy leaves whole; default 4e6; 1e12 keeps every such batch on one
+thread, 1.5e7 batch 1 only).
 
 ``--layers``: every fused conv step alone on one part of the batch as the split policy cuts it (N // parts
 images), one thread, ConvStep called directly, C vs NumPy, median of 7 calls, GFLOP/s.
@@ -132,8 +133,8 @@ def main(argv=None) -> None:
     p.add_argument("--layers", action="store_true", help="also time every conv step alone (one thread)")
     p.add_argument("--no-ort", action="store_true", help="leave ONNX Runtime out")
     p.add_argument("--kernel-threads-from", type=float, metavar="FLOPS",
-                   help="also time the C path with conv.DIRECT_THREAD_MIN_FLOPS set to this (e.g. 4e6: two kernel "
-                        "threads at batch 1 too)")
+                   help="also time the C path with conv.DIRECT_THREAD_MIN_FLOPS set to this (default 4e6; e.g. "
+                        "1.5e7: batch 1 on one kernel thread)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if kernels.variant is None:
