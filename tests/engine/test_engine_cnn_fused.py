@@ -216,7 +216,9 @@ def test_committed_cnn_matches_keras(batch):
     import scratch_models
     model = scratch_models.load(CNN_DIR)
     kinds = [type(model.layers[n.layer]).__name__ for n in model.nodes]
-    assert sum(p is not None for p in pooled_by_conv_steps(model)) == kinds.count("MaxPooling2D") == 3
+    # every max pooling of the committed CNN is fused into the convolution before it
+    assert kinds.count("MaxPooling2D") >= 3
+    assert sum(p is not None for p in pooled_by_conv_steps(model)) == kinds.count("MaxPooling2D")
     kmodel = keras.saving.load_model(CNN_DIR / "model.keras", compile=False)
     x = np.random.default_rng(batch).random((batch, 32, 32, 3), dtype=np.float32)
     ref = np.asarray(kmodel(x, training=False))

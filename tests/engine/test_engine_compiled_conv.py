@@ -104,7 +104,8 @@ def test_committed_cnn_with_the_compiled_conv_matches_keras(batch):
     kmodel = keras.saving.load_model(CNN_DIR / "model.keras", compile=False)
     x = np.random.default_rng(batch).random((batch, 32, 32, 3), dtype=np.float32)
     steps = [s.fn for s in model.plan().steps if isinstance(getattr(s, "fn", None), ConvStep)]
-    assert len(steps) == 5 and all(compiled.supports(s, (batch, 8, 8, s.kernel.shape[2])) for s in steps)
+    n_convs = sum(type(model.layers[n.layer]).__name__ == "Conv2D" for n in model.nodes)
+    assert len(steps) == n_convs >= 5 and all(compiled.supports(s, (batch, 8, 8, s.kernel.shape[2])) for s in steps)
     ref = np.asarray(kmodel(x, training=False))
     assert np.abs(model.predict(x) - ref).max() <= 1e-5
 
