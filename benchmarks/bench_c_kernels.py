@@ -40,6 +40,7 @@ from scratch_models.inference.conv import ConvStep  # noqa: E402
 from scratch_models.inference.memory import Arena  # noqa: E402
 from scratch_models.inference.split import Part  # noqa: E402
 from scratch_models.threads import single_threaded_blas  # noqa: E402
+from alternating import alternating_medians  # noqa: E402
 
 CNN_DIR = ROOT / "weights" / "cnn"
 
@@ -169,18 +170,7 @@ def main(argv=None) -> None:
         ref = np.asarray(fns[ref_name](x), np.float64)
         for name, fn in fns.items():
             diffs[(name, n)] = float(np.abs(np.asarray(fn(x), np.float64) - ref).max())
-    samples = {(name, n): [] for name in fns for n in xs}
-    for r in range(args.rounds):
-        for n, x in xs.items():
-            for name, fn in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):
-                fn(x)
-                times = []
-                for _ in range(args.repeats):
-                    t0 = time.perf_counter()
-                    fn(x)
-                    times.append(time.perf_counter() - t0)
-                samples[(name, n)].append(float(np.median(times)))
-        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    samples = alternating_medians(fns, xs, args.rounds, args.repeats)
     print(f"{'batch':>5} {'variant':>12} {'median ms':>10} {'range ms':>18} {'GFLOP/s':>8} {'vs ORT':>7} "
           f"{'max|dp| vs ' + ref_name:>20}")
     for n in xs:

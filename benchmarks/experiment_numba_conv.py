@@ -29,17 +29,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 
 import scratch_models  # noqa: E402
 from scratch_models.inference import conv, split  # noqa: E402
 from scratch_models.inference.split import Part  # noqa: E402
+from alternating import alternating_medians  # noqa: E402
 
 try:
     import numba
@@ -247,7 +248,6 @@ def main(argv=None) -> None:
     arch_dir = ROOT / "weights" / "cnn"
     model = scratch_models.load(arch_dir)
     try:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
         from bench_models import onnx_session
         ort = onnx_session(arch_dir)
     except ImportError as e:
@@ -261,18 +261,7 @@ def main(argv=None) -> None:
         ref = fns["onnxruntime"](x) if ort is not None else fns["numpy"](x)
         for name, fn in fns.items():
             diffs[(name, n)] = float(np.abs(np.asarray(fn(x), np.float64) - ref).max())
-    samples = {(name, n): [] for name in fns for n in xs}
-    for r in range(args.rounds):
-        for n, x in xs.items():
-            for name, fn in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):
-                fn(x)
-                times = []
-                for _ in range(args.repeats):
-                    t0 = time.perf_counter()
-                    fn(x)
-                    times.append(time.perf_counter() - t0)
-                samples[(name, n)].append(float(np.median(times)))
-        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    samples = alternating_medians(fns, xs, args.rounds, args.repeats)
     rows = []
     print(f"{'batch':>5} {'variant':>13} {'median ms':>10} {'range ms':>18} {'GFLOP/s':>8} {'max|dp| vs ORT':>15}")
     for n in xs:
