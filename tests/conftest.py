@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# In-process apps do not freeze the test process for the garbage collector (a full collection per app start,
+# and frozen objects would outlive their tests); the subprocess servers of the live tests run the default.
+os.environ.setdefault("GC_FREEZE", "0")
 
 import pytest  # noqa: E402
 

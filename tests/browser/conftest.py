@@ -46,7 +46,7 @@ def _free_port() -> int:
 
 def _launch(log_path: Path, **env_overrides: str) -> Server:
     port = _free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "2",
+    env = {**os.environ, "GC_FREEZE": "1", "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "2",
            **env_overrides}
     env.pop("WEIGHTS_DIR", None)  # MODEL_REPOSITORY's older name
     env["MODEL_REPOSITORY"] = env_overrides.get("MODEL_REPOSITORY", str(ROOT / "weights"))

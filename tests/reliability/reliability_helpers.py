@@ -57,7 +57,7 @@ class Service:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "INFO",
+        full_env = {**os.environ, "GC_FREEZE": "1", "HOST": "127.0.0.1", "PORT": str(self.port), "LOG_LEVEL": "INFO",
                     "TF_CPP_MIN_LOG_LEVEL": "2", "WEIGHTS_DIR": str(ROOT / "weights"), **env}
         full_env.pop("DATA_DIR", None) if "DATA_DIR" not in env else None
         self._log = open(log_path, "wb")

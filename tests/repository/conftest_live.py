@@ -31,7 +31,7 @@ def free_port() -> int:
 def start_server(repo: Path, log_path: Path, python: str = sys.executable, ready_timeout: float = 180,
                  **env_overrides) -> LiveServer:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "WEIGHTS_DIR", "ADMIN_TOKEN")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "WEIGHTS_DIR", "ADMIN_TOKEN", "GC_FREEZE")}
     env.update({"HOST": "127.0.0.1", "PORT": str(port), "MODEL_REPOSITORY": str(repo), "LOG_LEVEL": "INFO",
                 "TF_CPP_MIN_LOG_LEVEL": "2", **env_overrides})
     log = open(log_path, "wb")

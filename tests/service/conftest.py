@@ -108,7 +108,7 @@ class LiveServer:
 
 def start_server(weights: Path, log_path: Path, ready_timeout: float = 120, **env_overrides) -> LiveServer:
     port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEIGHTS_DIR": str(weights),
+    env = {**os.environ, "GC_FREEZE": "1", "HOST": "127.0.0.1", "PORT": str(port), "WEIGHTS_DIR": str(weights),
            "LOG_LEVEL": "INFO", "TF_CPP_MIN_LOG_LEVEL": "2", **env_overrides}
     if "DATA_DIR" not in env_overrides:
         env.pop("DATA_DIR", None)
