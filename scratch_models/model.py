@@ -113,11 +113,18 @@ class Model:
 
     @property
     def takes_token_ids(self) -> bool:
-        """True when input 0 feeds an Embedding: the input is token ids whatever its declared dtype."""
+        """True when input 0 feeds an Embedding: the input is token ids whatever its declared dtype.
+        Worked out once per graph (``predict`` asks on every call)."""
+        key = (id(self.nodes), len(self.nodes), self.input_dtype)
+        cached = self.__dict__.get("_token_ids")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         from .layers import Embedding
         first = (self.inputs[0].name, 0, 0)
-        return np.dtype(self.input_dtype).kind in "iu" or any(
+        value = np.dtype(self.input_dtype).kind in "iu" or any(
             isinstance(self.layers[n.layer], Embedding) and first in flat_refs(n.args[:1]) for n in self.nodes)
+        self.__dict__["_token_ids"] = (key, value)
+        return value
 
     @property
     def output_shape(self) -> tuple:

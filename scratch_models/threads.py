@@ -19,7 +19,7 @@ import threading
 _controller = None
 _lock = threading.Lock()
 _holders = 0       # threads (or nested calls) inside single_threaded_blas()
-_limiter = None    # threadpoolctl's limiter while _holders > 0: restores the original count
+_restore: list = []  # (library controller, its thread count) to put back when the last holder leaves
 
 
 def _blas_controller():
@@ -34,17 +34,28 @@ def _blas_controller():
     return _controller
 
 
+def _blas_libraries() -> list:
+    controller = _blas_controller()
+    return [lib for lib in controller.lib_controllers if lib.user_api == "blas"] if controller else []
+
+
 @contextlib.contextmanager
 def single_threaded_blas():
-    """One BLAS thread for the whole process while any caller is inside; the original count after."""
-    global _holders, _limiter
-    controller = _blas_controller()
-    if not controller:
+    """One BLAS thread for the whole process while any caller is inside; the original count after.
+    Each library's own get/set calls (microseconds), not threadpoolctl's ``limit()``, which re-reads
+    every library's info (~10 us, on every batch-1 forward pass); nothing is set when BLAS already
+    runs one thread (the service's ``BLAS_THREADS=1``)."""
+    global _holders
+    if not _blas_controller():
         yield
         return
     with _lock:
         if _holders == 0:
-            _limiter = controller.limit(limits=1, user_api="blas")
+            for lib in _blas_libraries():
+                n = lib.get_num_threads()
+                if n != 1:
+                    lib.set_num_threads(1)
+                    _restore.append((lib, n))
         _holders += 1
     try:
         yield
@@ -52,8 +63,9 @@ def single_threaded_blas():
         with _lock:
             _holders -= 1
             if _holders == 0:
-                _limiter.restore_original_limits()
-                _limiter = None
+                while _restore:
+                    lib, n = _restore.pop()
+                    lib.set_num_threads(n)
 
 
 def set_blas_threads(n: int) -> bool:

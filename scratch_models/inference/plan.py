@@ -19,12 +19,13 @@ changes weight arrays in place, outside training, calls ``model.invalidate_plan(
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
-from ..graph import call_node, flat_refs, is_ref, readers, resolve
+from ..graph import call_node, flat_refs, is_ref, readers
 from ..layers import (LSTM, Activation, AlphaDropout, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D,
-                      Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, MaxPooling2D, ReLU, SimpleRNN,
+                      Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling2D, MaxPooling2D, ReLU, SimpleRNN,
                       SpatialDropout1D, SpatialDropout2D)
 from ..ops import Op
 from . import recurrent
@@ -32,7 +33,7 @@ from .conv import POOL_COMMUTING_ACTIVATIONS, ConvStep, fold_batchnorm
 from .memory import Arenas
 from .pooling import AffineStep, DenseStep, PoolStep
 from ..threads import single_threaded_blas
-from .split import Part, parts_for, run_split
+from .split import Part, parts_for, run_split, whole_batch_threads
 
 
 #: Layers that are the identity at inference (exact types: a subclass may do more).
@@ -49,6 +50,10 @@ class Step:
     kind: str
     fn: object = None
     name: str = ""
+    #: Filled by ``compile_plan`` for 'fused' and 'masked' steps: the tensor read, the tensor written, the
+    #: explicit mask tensor (or None) and the last covered layer (its ``compute_mask``), so that ``walk``
+    #: looks nothing up per call.
+    keys: tuple | None = None
 
     def describe(self, model) -> str:
         return " + ".join(model.nodes[i].layer for i in self.covers)
@@ -73,37 +78,51 @@ class Plan:
             return run_split(self.walk, x, parts, self.arenas)
         # One BLAS thread here too: the cores are used by the split above, and OpenBLAS' own threads,
         # woken for every product, cost far more than they share when another process holds a core.
+        # The compiled kernels may still use the cores (``Part.threads``: the batch is not split).
         with self.arenas.take() as arena, single_threaded_blas():
-            return np.array(self.walk(x, Part(arena, single_blas=True)))
+            return np.array(self.walk(x, Part(arena, single_blas=True, threads=whole_batch_threads())))
 
     def walk(self, x: np.ndarray, part: Part):
         model = self.model
-        first = (model.inputs[0].name, 0, 0)
-        values, masks = {first: x}, {first: None}
+        values, masks = {self.first: x}, {self.first: None}
         for step in self.steps:
-            node = model.nodes[step.covers[0]]
-            out = model.nodes[step.covers[-1]].output
-            layer = model.layers[node.layer]
-            if step.kind in ("op", "layer"):  # exactly as Model.__call__ runs a node
-                call_node(node, layer, values, masks, training=False)
+            if step.keys is None:  # 'op' and 'layer': exactly as Model.__call__ runs a node
+                node = model.nodes[step.covers[0]]
+                call_node(node, model.layers[node.layer], values, masks, training=False)
                 continue
-            args = resolve(node.args, values)
-            x_in = args[0]
-            carried = resolve(node.args[0], masks)
-            mask = values[tuple(node.mask)] if node.mask is not None else carried
+            src, out, mask_key, last = step.keys
+            x_in = values[src]
             if step.kind == "fused":
                 values[out], masks[out] = step.fn(x_in, part), None
                 continue
-            last = model.layers[model.nodes[step.covers[-1]].layer]
+            carried = masks[src]
+            mask = values[mask_key] if mask_key is not None else carried
             values[out], masks[out] = step.fn(x_in, mask, part), last.compute_mask(x_in, carried)
-        return values[tuple(model.outputs[0])]
+        return values[self.last]
+
+    @property
+    def first(self) -> tuple:
+        return (self.model.inputs[0].name, 0, 0)
+
+    @property
+    def last(self) -> tuple:
+        return tuple(self.model.outputs[0])
 
     def describe(self) -> list[str]:
         return [f"{s.name}: {s.describe(self.model)}" for s in self.steps]
 
 
 def _fingerprint(model) -> tuple:
-    return tuple(id(w) for layer in model.layers.values() for w in layer.weights.values())
+    return tuple(map(id, chain.from_iterable(layer.weights.values() for layer in model.layers.values())))
+
+
+def _fill_keys(model, steps: list[Step]) -> None:
+    """Each 'fused' and 'masked' step's (input tensor, output tensor, explicit mask tensor, last layer)."""
+    for step in steps:
+        if step.kind in ("fused", "masked"):
+            node, end = model.nodes[step.covers[0]], model.nodes[step.covers[-1]]
+            step.keys = (tuple(node.args[0]), end.output, None if node.mask is None else tuple(node.mask),
+                         model.layers[end.layer])
 
 
 def compile_plan(model) -> Plan:
@@ -183,6 +202,8 @@ def compile_plan(model) -> Plan:
             steps.append(Step(covers, "masked", lambda x, mask, part, d=dense: d(x, part), "dense"))
         elif kind in INFERENCE_IDENTITY:  # the mask passes on as compute_mask says
             steps.append(Step(covers, "masked", lambda x, mask, part: x, "identity"))
+        elif kind is GlobalAveragePooling2D:  # images carry no mask: its forward, without a node call around it
+            steps.append(Step(covers, "fused", lambda x, part, f=layer.forward: f(x), "global-average"))
         elif kind is Flatten:
             steps.append(Step(covers, "masked", lambda x, mask, part: x.reshape(len(x), -1), "flatten"))
         elif kind is BatchNormalization:
@@ -202,6 +223,7 @@ def compile_plan(model) -> Plan:
                 kinds.add("recurrent")
         taken.update(covers)
     kind = "recurrent" if "recurrent" in kinds else ("convolutional" if "convolutional" in kinds else None)
+    _fill_keys(model, steps)
     return Plan(model, steps, kind, _fingerprint(model))
 
 

@@ -26,6 +26,7 @@ class Part:
     arena: object          # memory.Arena (or memory.Fresh)
     count: int = 1         # parts the batch was split into
     single_blas: bool = False  # already under single_threaded_blas()
+    threads: int | None = None  # threads a compiled kernel may split one call over (None: ask the machine)
 
     @property
     def split(self) -> bool:
@@ -40,10 +41,15 @@ def parts_for(kind: str | None, n: int) -> int:
     return max(1, min(parallel.cores(), n // min_items))
 
 
+def whole_batch_threads() -> int:
+    """Threads a kernel of an unsplit batch may use: the cores, or 1 when called from a part already."""
+    return 1 if parallel.in_worker() else parallel.cores()
+
+
 def run_split(walk, x: np.ndarray, parts: int, arenas) -> np.ndarray:
     """``walk(x_part, Part)`` on ``parts`` near-equal row ranges in threads, concatenated."""
     def one(xs):
         with arenas.take() as arena:
-            return np.array(walk(xs, Part(arena, parts, single_blas=True)))  # a copy: the arena is reused
+            return np.array(walk(xs, Part(arena, parts, single_blas=True, threads=1)))  # a copy: the arena is reused
     with single_threaded_blas():
         return np.concatenate(parallel.map_parts(one, np.array_split(x, parts)))
