@@ -26,8 +26,11 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #ifndef _WIN32
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #define SCRATCH_PTHREADS 1
 #endif
 
@@ -49,6 +52,7 @@ typedef struct {
     float *out;          /* (N, Ho, Wo, F) or pooled (N, Ho / 2, Wo / 2, F) */
     Py_ssize_t n, h, w, c, f, fb;
     int kh, kw, sy, sx, pt, pl, ho, wo, hp, wp, relu, pool;
+    int band;  /* output rows per work unit (even with pooling): narrow images get bands of several rows */
 } ConvArgs;
 
 /* Bidirectional LSTM gate step: per direction d (strides zs, xs, cs, hs in floats), k rows of z, xw (4u) and
@@ -75,6 +79,10 @@ static inline int tile_count(int width, int most) { return (width + most - 1) / 
 #define UNROLL _Pragma("GCC unroll 16")
 /* Most threads one call splits its work over. */
 #define MAX_THREADS 64
+/* Chunks of work per participating thread in one call (dynamic: whoever is free takes the next). */
+#define CHUNKS_PER_THREAD 3
+/* Fewest output pixels per work unit: two tiles of the widest variant (AVX-512: 12 pixels). */
+#define BAND_PIXELS 24
 
 /* One instruction set's tile and driver. VW: floats per vector; NV: vectors per filter block; PMAX: most pixels
  * per tile (PMAX * NV accumulators + NV weights + a broadcast must fit the register file). */
@@ -83,26 +91,30 @@ typedef float vec_##SFX __attribute__((vector_size(4 * (VW))));                 
 typedef float vecu_##SFX __attribute__((vector_size(4 * (VW)), aligned(4)));                                    \
 typedef int ivec_##SFX __attribute__((vector_size(4 * (VW))));                                                  \
                                                                                                                 \
-/* P output pixels (windows `pix` floats apart in the padded image, rows `row` apart) x one filter block:       \
+/* P output pixels (window p starts off[p] floats into x; kernel rows `row` floats apart) x one filter block:    \
  * the reduction over (ky, kx, c) in registers, then bias, ReLU and a store of P * FBW floats to dst             \
- * (pixels `dstride` floats apart). */                                                                          \
+ * (pixels `dstride` floats apart). The pixels may span output rows (a band of a narrow image).                 \
+ * Per tap: NV weight vectors loaded, each pixel's input broadcast into NV fused multiply-adds. */              \
 static inline __attribute__((always_inline)) TGT void                                                           \
-tile_##SFX(const int P, const float *restrict x, const ptrdiff_t pix, const ptrdiff_t row, const int kh,        \
-           const int kwc, const float *restrict w, const float *restrict bias, const int relu,                  \
+tile_##SFX(const int P, const float *restrict x, const ptrdiff_t *restrict off, const ptrdiff_t row,           \
+           const int kh, const int kwc, const float *restrict w, const float *restrict bias, const int relu,    \
            float *restrict dst, const ptrdiff_t dstride)                                                        \
 {                                                                                                               \
     vec_##SFX acc[PMAX][NV];                                                                                    \
-    UNROLL for (int p = 0; p < P; p++)                                                                          \
+    const float *restrict xp[PMAX];                                                                             \
+    UNROLL for (int p = 0; p < P; p++) {                                                                        \
+        xp[p] = x + off[p];                                                                                     \
         UNROLL for (int v = 0; v < NV; v++) acc[p][v] = (vec_##SFX){0};                                         \
+    }                                                                                                           \
     for (int ky = 0; ky < kh; ky++) {                                                                           \
-        const float *restrict xr = x + ky * row;                                                                \
         const float *restrict wr = w + (ptrdiff_t)ky * kwc * ((VW) * (NV));                                     \
+        const ptrdiff_t r = (ptrdiff_t)ky * row;                                                                \
         for (int j = 0; j < kwc; j++) {                                                                         \
             vec_##SFX wv[NV];                                                                                   \
             UNROLL for (int v = 0; v < NV; v++)                                                                 \
                 wv[v] = *(const vecu_##SFX *)(wr + (ptrdiff_t)j * ((VW) * (NV)) + v * (VW));                    \
             UNROLL for (int p = 0; p < P; p++) {                                                                \
-                const float s = xr[p * pix + j];                                                                \
+                const float s = xp[p][r + j];                                                                   \
                 UNROLL for (int v = 0; v < NV; v++) acc[p][v] += wv[v] * s;                                     \
             }                                                                                                   \
         }                                                                                                       \
@@ -118,8 +130,10 @@ tile_##SFX(const int P, const float *restrict x, const ptrdiff_t pix, const ptrd
         }                                                                                                       \
 }                                                                                                               \
                                                                                                                 \
-/* Output pixels [x0, x0 + count) of output row oy of filter block fb, into dst. */                             \
-static TGT void span_##SFX(const ConvArgs *a, const float *pad, int oy, int x0, int count, const float *w,     \
+/* The `count` output pixels of a band of rows oy0, oy0 + 1, ... of `width` pixels each (the first `width` of    \
+ * each output row), filter block w, in tiles of at most PMAX pixels of as equal sizes as possible, into dst     \
+ * (pixel q at dst + q * dstride). */                                                                           \
+static TGT void span_##SFX(const ConvArgs *a, const float *pad, int oy0, int width, int count, const float *w, \
                            const float *bias, float *dst, ptrdiff_t dstride)                                    \
 {                                                                                                               \
     const ptrdiff_t row = (ptrdiff_t)a->wp * a->c, pix = (ptrdiff_t)a->sx * a->c;                               \
@@ -127,63 +141,71 @@ static TGT void span_##SFX(const ConvArgs *a, const float *pad, int oy, int x0, 
     int start = 0;                                                                                              \
     for (int t = 0; t < tiles; t++) {                                                                           \
         const int p = count / tiles + (t < count % tiles);                                                      \
-        const float *x = pad + (ptrdiff_t)oy * a->sy * row + (ptrdiff_t)(x0 + start) * pix;                  \
+        ptrdiff_t off[PMAX];                                                                                    \
+        for (int q = 0; q < p; q++) {                                                                           \
+            const int oy = oy0 + (start + q) / width, ox = (start + q) % width;                                 \
+            off[q] = (ptrdiff_t)oy * a->sy * row + (ptrdiff_t)ox * pix;                                         \
+        }                                                                                                       \
         float *d = dst + (ptrdiff_t)start * dstride;                                                            \
         switch (p) {                                                                                            \
-        case 1: tile_##SFX(1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;                    \
-        case 2: tile_##SFX(2 <= PMAX ? 2 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
-        case 3: tile_##SFX(3 <= PMAX ? 3 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
-        case 4: tile_##SFX(4 <= PMAX ? 4 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
-        case 5: tile_##SFX(5 <= PMAX ? 5 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
-        case 6: tile_##SFX(6 <= PMAX ? 6 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
-        case 7: tile_##SFX(7 <= PMAX ? 7 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
-        case 8: tile_##SFX(8 <= PMAX ? 8 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
-        case 9: tile_##SFX(9 <= PMAX ? 9 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;    \
-        case 10: tile_##SFX(10 <= PMAX ? 10 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
-        case 11: tile_##SFX(11 <= PMAX ? 11 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
-        default: tile_##SFX(12 <= PMAX ? 12 : 1, x, pix, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
+        case 1: tile_##SFX(1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;                  \
+        case 2: tile_##SFX(2 <= PMAX ? 2 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
+        case 3: tile_##SFX(3 <= PMAX ? 3 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
+        case 4: tile_##SFX(4 <= PMAX ? 4 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
+        case 5: tile_##SFX(5 <= PMAX ? 5 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
+        case 6: tile_##SFX(6 <= PMAX ? 6 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
+        case 7: tile_##SFX(7 <= PMAX ? 7 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
+        case 8: tile_##SFX(8 <= PMAX ? 8 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
+        case 9: tile_##SFX(9 <= PMAX ? 9 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
+        case 10: tile_##SFX(10 <= PMAX ? 10 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
+        case 11: tile_##SFX(11 <= PMAX ? 11 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
+        default: tile_##SFX(12 <= PMAX ? 12 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
         }                                                                                                       \
         start += p;                                                                                             \
     }                                                                                                           \
 }                                                                                                               \
                                                                                                                 \
-/* Work units [u0, u1) of the batch, in the order (image, filter block, output row or pooled row pair), with     \
- * this thread's own padded-image and row buffers. */                                                          \
-static TGT void conv_##SFX(const ConvArgs *a, Py_ssize_t u0, Py_ssize_t u1, float *pad, float *rows)           \
+/* Work units [u0, u1) of the batch, in the order (image, filter block, band of output rows: a->band rows, or    \
+ * a->band / 2 pooled row pairs), with this thread's own padded-image and band buffers. */                     \
+static TGT void conv_##SFX(const ConvArgs *a, Py_ssize_t u0, Py_ssize_t u1, float *pad, float *rows,          \
+                           Py_ssize_t *padded)                                                                  \
 {                                                                                                               \
     const int fbw = (VW) * (NV);                                                                                \
     const ptrdiff_t block = (ptrdiff_t)a->kh * a->kw * a->c * fbw;                                              \
-    const int hq = a->ho / 2, wq = a->wo / 2, per_block = a->pool ? hq : a->ho;                                 \
-    Py_ssize_t padded = -1;                                                                                     \
+    const int hq = a->ho / 2, wq = a->wo / 2;                                                                   \
+    const int used = a->pool ? 2 * hq : a->ho, width = a->pool ? 2 * wq : a->wo;  /* rows, columns computed */ \
+    const int bands = (used + a->band - 1) / a->band;                                                           \
     for (Py_ssize_t u = u0; u < u1; u++) {                                                                      \
-        const Py_ssize_t i = u / (a->fb * per_block), fb = (u / per_block) % a->fb;                             \
-        const int r = (int)(u % per_block);                                                                     \
-        if (i != padded) { pad_image(a, pad, i); padded = i; }                                                  \
+        const Py_ssize_t i = u / (a->fb * bands), fb = (u / bands) % a->fb;                                     \
+        const int oy0 = (int)(u % bands) * a->band;                                                             \
+        const int nrows = used - oy0 < a->band ? used - oy0 : a->band;                                          \
+        if (i != *padded) { pad_image(a, pad, i); *padded = i; }                                                \
         const float *w = a->kern + fb * block, *bias = a->bias + fb * fbw;                                      \
         const Py_ssize_t f0 = fb * fbw;                                                                         \
         const int valid = (int)(a->f - f0 < fbw ? a->f - f0 : fbw);                                             \
         if (!a->pool) {                                                                                         \
-            float *o = a->out + ((i * a->ho + r) * a->wo) * a->f + f0;                                          \
+            float *o = a->out + ((i * a->ho + oy0) * a->wo) * a->f + f0;                                        \
             if (valid == fbw) {                                                                                 \
-                span_##SFX(a, pad, r, 0, a->wo, w, bias, o, (ptrdiff_t)a->f);                                   \
+                span_##SFX(a, pad, oy0, width, nrows * width, w, bias, o, (ptrdiff_t)a->f);                     \
                 continue;                                                                                       \
             }                                                                                                   \
-            span_##SFX(a, pad, r, 0, a->wo, w, bias, rows, fbw);                                                \
-            for (int ox = 0; ox < a->wo; ox++)                                                                  \
-                memcpy(o + (ptrdiff_t)ox * a->f, rows + (ptrdiff_t)ox * fbw, sizeof(float) * valid);            \
+            span_##SFX(a, pad, oy0, width, nrows * width, w, bias, rows, fbw);                                  \
+            for (int q = 0; q < nrows * width; q++)                                                             \
+                memcpy(o + (ptrdiff_t)q * a->f, rows + (ptrdiff_t)q * fbw, sizeof(float) * valid);              \
             continue;                                                                                           \
         }                                                                                                       \
-        float *r0 = rows, *r1 = rows + (ptrdiff_t)2 * wq * fbw;                                                 \
-        span_##SFX(a, pad, 2 * r, 0, 2 * wq, w, bias, r0, fbw);                                                 \
-        span_##SFX(a, pad, 2 * r + 1, 0, 2 * wq, w, bias, r1, fbw);                                             \
-        float *o = a->out + ((i * hq + r) * wq) * a->f + f0;                                                    \
-        for (int qx = 0; qx < wq; qx++) {                                                                       \
-            const float *v0 = r0 + (ptrdiff_t)2 * qx * fbw, *v1 = r1 + (ptrdiff_t)2 * qx * fbw;                 \
-            float *oq = o + (ptrdiff_t)qx * a->f;                                                               \
-            for (int l = 0; l < valid; l++) {                                                                   \
-                float m0 = v0[l] > v0[l + fbw] ? v0[l] : v0[l + fbw];                                           \
-                float m1 = v1[l] > v1[l + fbw] ? v1[l] : v1[l + fbw];                                           \
-                oq[l] = m0 > m1 ? m0 : m1;                                                                      \
+        span_##SFX(a, pad, oy0, width, nrows * width, w, bias, rows, fbw);                                      \
+        for (int ry = 0; ry < nrows / 2; ry++) {                                                                \
+            const float *r0 = rows + (ptrdiff_t)2 * ry * width * fbw, *r1 = r0 + (ptrdiff_t)width * fbw;        \
+            float *o = a->out + ((i * hq + oy0 / 2 + ry) * wq) * a->f + f0;                                     \
+            for (int qx = 0; qx < wq; qx++) {                                                                   \
+                const float *v0 = r0 + (ptrdiff_t)2 * qx * fbw, *v1 = r1 + (ptrdiff_t)2 * qx * fbw;             \
+                float *oq = o + (ptrdiff_t)qx * a->f;                                                           \
+                for (int l = 0; l < valid; l++) {                                                               \
+                    float m0 = v0[l] > v0[l + fbw] ? v0[l] : v0[l + fbw];                                       \
+                    float m1 = v1[l] > v1[l + fbw] ? v1[l] : v1[l + fbw];                                       \
+                    oq[l] = m0 > m1 ? m0 : m1;                                                                  \
+                }                                                                                               \
             }                                                                                                   \
         }                                                                                                       \
     }                                                                                                           \
@@ -272,7 +294,7 @@ typedef struct {
     const char *name;
     int block;  /* FBW: filters per packed block */
     int tile;   /* PMAX: pixels per register tile */
-    void (*conv)(const ConvArgs *, Py_ssize_t, Py_ssize_t, float *, float *);
+    void (*conv)(const ConvArgs *, Py_ssize_t, Py_ssize_t, float *, float *, Py_ssize_t *);
     int (*supported)(void);
     void (*gates)(const GateArgs *);
 } Variant;
@@ -297,38 +319,152 @@ static const Variant VARIANTS[] = {
 
 /* ---------------------------------------------------------------- threads --------------------------------------- */
 
-/* One thread's share: work units [u0, u1) and its own buffers. */
+/* One call's work: `units` work units in `chunks` contiguous chunks, taken one at a time by whoever is free
+ * (the caller and the pool's workers): a worker the OS runs late finds the chunks done and has nothing to
+ * wait for but its own acknowledgement. Participant t uses buffers pad + t * pad_len and rows + t * rows_len. */
 typedef struct {
     const ConvArgs *a;
     const Variant *v;
-    Py_ssize_t u0, u1;
-    float *pad, *rows;
-} Work;
+    Py_ssize_t units, chunks;
+    float *pads, *rows;
+    size_t pad_len, rows_len;
+    _Atomic Py_ssize_t next;  /* the next chunk to take */
+} Job;
 
-static void *run_work(void *p)
+static void run_chunks(Job *job, int t)
 {
-    const Work *w = p;
-    w->v->conv(w->a, w->u0, w->u1, w->pad, w->rows);
+    Py_ssize_t padded = -1;  /* the image in this participant's padded buffer */
+    for (;;) {
+        const Py_ssize_t k = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+        if (k >= job->chunks) return;
+        job->v->conv(job->a, job->units * k / job->chunks, job->units * (k + 1) / job->chunks,
+                     job->pads + job->pad_len * (size_t)t, job->rows + job->rows_len * (size_t)t, &padded);
+    }
+}
+
+#ifdef SCRATCH_PTHREADS
+/* The pool: worker threads made at the first call that asks for them and kept. After a job a worker spins
+ * for SPIN_NS waiting for the next one (the next layer of a forward pass comes within tens of microseconds:
+ * a thread start cost ~16 us per layer, a condition-variable wake-up about as much), then sleeps. One job at
+ * a time (pool_lock); a caller that finds the pool busy runs its work alone. */
+#define SPIN_NS 150000L
+typedef struct {
+    _Atomic unsigned seq;   /* jobs posted to this worker */
+    _Atomic unsigned done;  /* jobs it finished */
+    Job *_Atomic job;
+    int index;              /* its participant number (buffers) */
+    int sleeping;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+} Slot;
+
+static Slot slots[MAX_THREADS];
+static int pool_size = 0;  /* workers started (participants 1 .. pool_size) */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static long elapsed_ns(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
+}
+
+static void *worker_main(void *p)
+{
+    Slot *s = p;
+    unsigned last = 0;
+    for (;;) {
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        unsigned spins = 0;
+        while (atomic_load_explicit(&s->seq, memory_order_acquire) == last) {
+            cpu_relax();
+            if ((++spins & 255) == 0 && elapsed_ns(&t0) > SPIN_NS) {
+                pthread_mutex_lock(&s->m);
+                s->sleeping = 1;
+                while (atomic_load_explicit(&s->seq, memory_order_acquire) == last) pthread_cond_wait(&s->cv, &s->m);
+                s->sleeping = 0;
+                pthread_mutex_unlock(&s->m);
+                break;
+            }
+        }
+        last = atomic_load_explicit(&s->seq, memory_order_acquire);
+        run_chunks(atomic_load_explicit(&s->job, memory_order_acquire), s->index);
+        atomic_store_explicit(&s->done, last, memory_order_release);
+    }
     return NULL;
 }
 
-/* Runs `count` shares: the first in the calling thread, the others in threads of their own (inline if a
- * thread cannot be made). Called without the GIL. */
-static void run_shares(Work *work, int count)
+/* Workers 1 .. want - 1 running (as many as could be started); returns the participants available. */
+static int ensure_pool(int want)
+{
+    while (pool_size < want - 1) {
+        Slot *s = &slots[pool_size + 1];
+        atomic_init(&s->seq, 0);
+        atomic_init(&s->done, 0);
+        atomic_init(&s->job, NULL);
+        s->index = pool_size + 1;
+        s->sleeping = 0;
+        pthread_mutex_init(&s->m, NULL);
+        pthread_cond_init(&s->cv, NULL);
+        pthread_attr_t attr;
+        pthread_t id;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int failed = pthread_create(&id, &attr, worker_main, s);
+        pthread_attr_destroy(&attr);
+        if (failed) break;
+        pool_size++;
+    }
+    return pool_size + 1 < want ? pool_size + 1 : want;
+}
+
+/* A forked child has the parent's memory but none of its threads: it starts a pool of its own. */
+static void pool_after_fork(void)
+{
+    pool_size = 0;
+    pthread_mutex_init(&pool_lock, NULL);
+}
+#endif
+
+/* Runs the job on `count` participants: the caller and count - 1 of the pool's workers (the caller alone if
+ * the pool is in use by another call or no worker could be started). Called without the GIL. */
+static void run_job(Job *job, int count)
 {
 #ifdef SCRATCH_PTHREADS
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (int t = 1; t < count; t++)
-        started[t] = pthread_create(&ids[t], NULL, run_work, &work[t]) == 0;
-    run_work(&work[0]);
-    for (int t = 1; t < count; t++) {
-        if (started[t]) pthread_join(ids[t], NULL);
-        else run_work(&work[t]);
+    if (count > 1 && pthread_mutex_trylock(&pool_lock) == 0) {
+        count = ensure_pool(count);
+        for (int t = 1; t < count; t++) {
+            Slot *s = &slots[t];
+            atomic_store_explicit(&s->job, job, memory_order_release);
+            atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+            pthread_mutex_lock(&s->m);
+            if (s->sleeping) pthread_cond_signal(&s->cv);
+            pthread_mutex_unlock(&s->m);
+        }
+        run_chunks(job, 0);
+        for (int t = 1; t < count; t++) {  /* each worker's acknowledgement: its chunks are written */
+            Slot *s = &slots[t];
+            const unsigned want = atomic_load_explicit(&s->seq, memory_order_relaxed);
+            unsigned spins = 0;
+            while (atomic_load_explicit(&s->done, memory_order_acquire) != want)
+                if (++spins < 20000) cpu_relax(); else sched_yield();
+        }
+        pthread_mutex_unlock(&pool_lock);
+        return;
     }
-#else
-    for (int t = 0; t < count; t++) run_work(&work[t]);
 #endif
+    (void)count;
+    run_chunks(job, 0);
 }
 
 /* ---------------------------------------------------------------- Python interface ------------------------------ */
@@ -465,21 +601,28 @@ static PyObject *conv2d(PyObject *Py_UNUSED(self), PyObject *args)
     if (a.n == 0) { result = Py_NewRef(Py_None); goto done; }
     a.x = x.buf; a.kern = w.buf; a.bias = b.buf; a.out = o.buf;
     {
-        /* Units: (image, filter block, output row or pooled row pair), split in equal contiguous ranges. */
-        const Py_ssize_t units = a.n * a.fb * (pool ? a.ho / 2 : a.ho);
+        /* Units: (image, filter block, band of output rows). A band holds at least BAND_PIXELS outputs (two
+         * full register tiles) when the image has that many rows: narrow layers get tiles spanning rows. */
+        const int used = pool ? 2 * (a.ho / 2) : a.ho, width = pool ? 2 * (a.wo / 2) : a.wo;
+        int band = (BAND_PIXELS + width - 1) / width;
+        if (pool) band += band & 1;
+        if (band > used) band = used;
+        a.band = band < 1 ? 1 : band;
+        const Py_ssize_t units = a.n * a.fb * ((used + a.band - 1) / a.band);
         const int count = (int)(units < threads ? units : threads);
-        const size_t pad_len = (size_t)(hp * wp * a.c), rows_len = (size_t)(2 * a.wo * v->block);
-        Work work[MAX_THREADS];
+        const size_t pad_len = (size_t)(hp * wp * a.c), rows_len = (size_t)a.band * (size_t)width * (size_t)v->block;
         pads = malloc(sizeof(float) * pad_len * (size_t)count);
         rows = malloc(sizeof(float) * rows_len * (size_t)count);
         if (pads == NULL || rows == NULL) { PyErr_NoMemory(); goto done; }
-        for (int t = 0; t < count; t++) {
-            work[t].a = &a; work[t].v = v;
-            work[t].u0 = units * t / count; work[t].u1 = units * (t + 1) / count;
-            work[t].pad = pads + pad_len * (size_t)t; work[t].rows = rows + rows_len * (size_t)t;
-        }
+        /* Chunks: a few per participant, or one per image when there are more images (balance: a late
+         * worker's share is taken by the others). */
+        Py_ssize_t chunks = (Py_ssize_t)CHUNKS_PER_THREAD * count;
+        if (chunks < a.n) chunks = a.n;
+        if (chunks > units) chunks = units;
+        if (count == 1) chunks = 1;
+        Job job = {&a, v, units, chunks, pads, rows, pad_len, rows_len, 0};
         Py_BEGIN_ALLOW_THREADS
-        run_shares(work, count);
+        run_job(&job, count);
         Py_END_ALLOW_THREADS
     }
     result = Py_NewRef(Py_None);
@@ -594,10 +737,13 @@ static struct PyModuleDef module = {
 
 /* Raised whenever a function or its arguments change: kernels.py ignores a stale build (an edited source
  * without a reinstall) instead of calling what it does not have. */
-#define KERNELS_API 2
+#define KERNELS_API 3
 
 PyMODINIT_FUNC PyInit__kernels(void)
 {
+#ifdef SCRATCH_PTHREADS
+    pthread_atfork(NULL, NULL, pool_after_fork);
+#endif
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "API", KERNELS_API) < 0) { Py_DECREF(m); return NULL; }
     return m;

@@ -21,7 +21,7 @@ import numpy as np
 import warnings
 
 #: The ``API`` number of the _kernels.c this module calls (a build of another version is not used).
-API = 2
+API = 3
 
 try:
     from . import _kernels

@@ -63,7 +63,7 @@ class Step:
 class Plan:
     model: object
     steps: list[Step]
-    kind: str | None  # the split policy's kind of model: 'recurrent', 'convolutional' or None
+    kind: str | None  # the split policy's kind of model (split.MIN_ITEMS_PER_PART), or None
     fingerprint: tuple
     arenas: Arenas = field(default_factory=Arenas)
 
@@ -188,8 +188,9 @@ def compile_plan(model) -> Plan:
                         and None not in out_hw and min(out_hw) >= 2):
                     pool = True
                     covers.append(p)
-            steps.append(Step(covers, "fused", ConvStep(layer, kernel, bias, activation, pool, key=i), "conv"))
-            kinds.add("convolutional")
+            conv = ConvStep(layer, kernel, bias, activation, pool, key=i)
+            steps.append(Step(covers, "fused", conv, "conv"))
+            kinds.add("compiled-convolutional" if conv.direct is not None else "convolutional")
         elif kind is Dense:
             activation = layer.activation
             if activation == "linear":
@@ -222,7 +223,7 @@ def compile_plan(model) -> Plan:
             if kind in (SimpleRNN, LSTM, Bidirectional) or hasattr(layer, "step"):
                 kinds.add("recurrent")
         taken.update(covers)
-    kind = "recurrent" if "recurrent" in kinds else ("convolutional" if "convolutional" in kinds else None)
+    kind = next((k for k in ("recurrent", "convolutional", "compiled-convolutional") if k in kinds), None)
     _fill_keys(model, steps)
     return Plan(model, steps, kind, _fingerprint(model))
 

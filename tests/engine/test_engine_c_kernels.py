@@ -171,7 +171,7 @@ STALE_BUILD = ("import types, warnings\n"
                "try:\n"
                "    import scratch_models.inference.kernels\n"
                "except RuntimeWarning as w:\n"
-               "    assert 'stale build (API 1, expected 2)' in str(w), w\n"
+               f"    assert 'stale build (API 1, expected {kernels.API})' in str(w), w\n"
                "else:\n"
                "    raise AssertionError('no warning')\n"
                "warnings.simplefilter('ignore', RuntimeWarning)\n")
@@ -320,3 +320,48 @@ def test_lstm_gates_name_what_they_expected(name, value, error, message):
     args[name] = value
     with pytest.raises(error, match=message):
         kernels._kernels.lstm_gates(kernels.VARIANTS[0][0], *args.values())
+
+
+# ------------------------------------------------------------------------------------------ threads of a compiled plan
+@needs_kernels
+def test_a_compiled_cnn_is_not_split_its_kernel_takes_the_cores(monkeypatch):
+    """Every convolution on the kernel: the batch runs whole (no parts in Python threads) and each kernel call
+    big enough gets the cores (the pool's workers); the answer is the plain graph walk's."""
+    import scratch_models
+    from scratch_models import parallel
+    monkeypatch.setenv("SCRATCH_MODELS_THREADS", "2")
+    model = scratch_models.load(CNN_DIR)
+    assert model.plan().kind == "compiled-convolutional"
+    parts, threads, real = [], [], kernels._kernels.conv2d
+    monkeypatch.setattr(parallel, "map_parts", lambda fn, ps: parts.append(len(ps)) or [fn(p) for p in ps])
+    monkeypatch.setattr(kernels._kernels, "conv2d", lambda *a: threads.append(a[-1]) or real(*a))
+    for n in (1, 8, 32):
+        x = RNG.random((n, 32, 32, 3), dtype=np.float32)
+        assert np.abs(model.predict(x) - model(x)).max() <= 1e-5
+    assert parts == [] and max(threads) == 2 and min(threads) == 1  # batch 1's first layer is too small to share
+
+
+@needs_kernels
+def test_concurrent_callers_share_the_kernel_pool_safely():
+    """Several Python threads predicting at once: one call at a time has the pool's workers, the others run
+    alone; every answer is exactly the one computed alone."""
+    import threading
+
+    import scratch_models
+    model = scratch_models.load(CNN_DIR)
+    xs = [RNG.random((n, 32, 32, 3), dtype=np.float32) for n in (1, 2, 3, 5, 1, 4)]
+    alone = [model.predict(x) for x in xs]
+    got, errors = {}, []
+
+    def run(i):
+        try:
+            for _ in range(20):
+                p = model.predict(xs[i])
+                if not np.array_equal(p, alone[i]):
+                    got[i] = p
+        except Exception as exc:  # reported below
+            errors.append(exc)
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
+    [w.start() for w in workers]
+    [w.join() for w in workers]
+    assert errors == [] and got == {}
