@@ -24,8 +24,8 @@ from itertools import chain
 import numpy as np
 
 from ..graph import call_node, flat_refs, is_ref, readers
-from ..layers import (LSTM, Activation, AlphaDropout, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D,
-                      Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling2D, MaxPooling2D, ReLU, SimpleRNN,
+from ..layers import (LSTM, Activation, Embedding, AlphaDropout, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D,
+                      Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D, MaxPooling2D, ReLU, SimpleRNN,
                       SpatialDropout1D, SpatialDropout2D)
 from ..ops import Op
 from . import recurrent
@@ -114,6 +114,29 @@ class Plan:
 
 def _fingerprint(model) -> tuple:
     return tuple(map(id, chain.from_iterable(layer.weights.values() for layer in model.layers.values())))
+
+
+def _embedding_chain(model, i: int, read: dict, outputs: set) -> list[int] | None:
+    """[Embedding node, identity nodes...] whose last output node i alone reads, each the previous one's only
+    reader and no model output; None when node i's input does not come that way."""
+    nodes, chain, j = model.nodes, [], i
+    while True:
+        node = nodes[j]
+        if node.mask is not None or len(node.args) != 1 or not is_ref(node.args[0]) or node.kwargs:
+            return None
+        src = tuple(node.args[0])
+        k = next((n for n, other in enumerate(nodes) if other.output == src), None)
+        if k is None or src in outputs or read.get(src, []) != [j]:
+            return None
+        layer = model.layers[nodes[k].layer]
+        if type(layer) is Embedding:
+            chain.insert(0, k)
+            return chain if (len(nodes[k].args) == 1 and is_ref(nodes[k].args[0]) and not nodes[k].kwargs
+                             and nodes[k].mask is None) else None
+        if type(layer) not in INFERENCE_IDENTITY:
+            return None
+        chain.insert(0, k)
+        j = k
 
 
 def _fill_keys(model, steps: list[Step]) -> None:
@@ -216,7 +239,23 @@ def compile_plan(model) -> Plan:
             steps.append(Step(covers, "masked", recurrent.RecurrentStep(layer, key=i), "recurrent"))
             kinds.add("recurrent")
         elif kind is Bidirectional and recurrent.stackable(layer):
-            steps.append(Step(covers, "masked", recurrent.BidirectionalStep(layer, key=i), "bidirectional"))
+            # A GlobalAveragePooling1D reading the whole sequence output is folded in (no gather of it).
+            j = (only_reader(i, (GlobalAveragePooling1D,)) if layer.return_sequences and layer.merge_mode == "concat"
+                 else None)
+            average = j is not None and not model.layers[nodes[j].layer].keepdims
+            if average:
+                covers.append(j)
+            bidirectional = recurrent.BidirectionalStep(layer, key=i, average=average)
+            # The Embedding it reads (through identity layers) folded into its input projection: only when the
+            # average ends the step (its output carries no mask), taken from the steps already made.
+            chain = _embedding_chain(model, i, read, outputs) if average else None
+            if chain is not None and recurrent.foldable(model.layers[nodes[chain[0]].layer], bidirectional):
+                bidirectional.fold_embedding(model.layers[nodes[chain[0]].layer],
+                                             [model.layers[nodes[k].layer] for k in chain[1:]])
+                while steps and steps[-1].covers[0] in chain:
+                    steps.pop()
+                covers = chain + covers
+            steps.append(Step(covers, "masked", bidirectional, "bidirectional"))
             kinds.add("recurrent")
         else:
             steps.append(Step(covers, "layer", name=type(layer).__name__))

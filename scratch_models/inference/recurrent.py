@@ -196,6 +196,17 @@ class _Schedule:
 
 
 
+#: Largest projection table ``BidirectionalStep.fold_embedding`` makes (2 x vocabulary x gates x units floats).
+TABLE_MAX_BYTES = 64 * 1024 * 1024
+
+
+def foldable(embedding, step: "BidirectionalStep") -> bool:
+    """The Embedding's vectors are the step's inputs (same width) and the table is not too big."""
+    e = embedding.weights.get("embeddings")
+    return (e is not None and e.shape[1] == step.kernel.shape[1] and e.dtype == step.kernel.dtype
+            and 2 * e.shape[0] * step.kernel.shape[2] * e.dtype.itemsize <= TABLE_MAX_BYTES)
+
+
 def stackable(bidirectional) -> bool:
     """Two plannable cells of one type, units, activation and dtype, in the usual directions."""
     fw, bw = bidirectional.forward_layer, bidirectional.backward_layer
@@ -216,9 +227,14 @@ class BidirectionalStep:
     and an ``exp``, faster in NumPy than the ``tanh`` form (``exp`` -> inf gives exactly 0).
     """
 
-    def __init__(self, layer, key=None):
+    def __init__(self, layer, key=None, average: bool = False):
         self.layer, self.key = layer, key if key is not None else id(self)
         fw, bw = layer.forward_layer, layer.backward_layer
+        if average and not (layer.return_sequences and layer.merge_mode == "concat"):
+            raise ValueError(f"Bidirectional {layer.name!r}: the average over time needs return_sequences and "
+                             f"merge_mode 'concat', received {layer.return_sequences} and {layer.merge_mode!r}")
+        #: A GlobalAveragePooling1D after it, folded in: (N, 2u) means over the unmasked steps (``_average``).
+        self.average = average
         self.lstm = type(fw) is LSTM
         d_in = fw.weights["kernel"].shape[0]
         u, g, dt = fw.units, fw.gates * fw.units, fw.dtype
@@ -236,33 +252,71 @@ class BidirectionalStep:
         # The gate step compiled (kernels.lstm_gates: one C call instead of 9 NumPy passes), when built.
         self.compiled_gates = (self.lstm and kernels.variant is not None and fast_gates(fw)
                                and np.dtype(dt) == np.float32)
+        self.embedding, self.table = None, None
+
+    def fold_embedding(self, embedding, between: list) -> None:
+        """Take token ids: the Embedding before it (through ``between``, layers that are the identity at
+        inference) is folded into the input projection, ``table[d] = embeddings @ kernel[d] + bias[d]`` (2, V, g),
+        computed once in float64, so a step's projected inputs are rows gathered from it (no embedding
+        gather, no product over N * T rows)."""
+        e = embedding.weights["embeddings"].astype(np.float64)
+        table = np.einsum("vi,dig->dvg", e, self.kernel.astype(np.float64)) + self.bias.astype(np.float64)
+        self.table = np.ascontiguousarray(table, self.kernel.dtype)
+        self.embedding, self.between = embedding, between
+
+    def mask_of_ids(self, ids: np.ndarray, mask):
+        """The mask the Bidirectional receives: the Embedding's, passed on by the layers between."""
+        mask = self.embedding.compute_mask(ids, mask)
+        for layer in self.between:
+            mask = layer.compute_mask(ids, mask)
+        return mask
 
     def __call__(self, x, mask=None, part: Part | None = None):
         layer = self.layer
         fw = layer.forward_layer
-        x = np.asarray(x, fw.dtype)
-        n, t, d_in = x.shape
+        if self.table is not None:  # token ids (N, T), checked as the Embedding checks them
+            x = self.embedding.check_ids(x)
+            mask = self.mask_of_ids(x, mask)
+            n, t = x.shape
+        else:
+            x = np.asarray(x, fw.dtype)
+            n, t, d_in = x.shape
         mask = np.ones((n, t), bool) if mask is None else np.asarray(mask, bool)
         if mask.shape != (n, t):
             raise ValueError(f"Bidirectional {layer.name!r} expected a mask of shape {(n, t)} for input of shape "
                              f"{x.shape}, received {mask.shape}")
         if packed_order(mask) is None:  # interior gaps: the two layers' own masked loops
-            return layer.forward(x, mask)
+            if self.table is not None:
+                x = self.embedding.forward(x)
+            y = layer.forward(x, mask)
+            return self.layer_average(y, mask) if self.average else y
         # One BLAS thread for all of it (the projection too), and exp -> inf is part of the LSTM's arithmetic.
         with single_threaded_blas(), np.errstate(over="ignore"):
             return self._run(x, mask, part)
 
+    def layer_average(self, y: np.ndarray, mask) -> np.ndarray:
+        """The folded GlobalAveragePooling1D as the layer computes it (the path for masks with gaps)."""
+        m = mask.astype(y.dtype)[:, :, None]
+        return (y * m).sum(axis=1) / m.sum(axis=1)
+
     def _run(self, x, mask, part):
         layer, fw = self.layer, self.layer.forward_layer
-        n, t, d_in = x.shape
+        n, t = x.shape[:2]
         arena = (part or Part(Fresh())).arena
         s = _Schedule(mask)
         u, g, dt = fw.units, fw.gates * fw.units, fw.dtype
-        # Gathers by np.take: it copies whole rows, several times faster here than fancy indexing.
-        inputs = np.take(x.reshape(n * t, d_in), s.inputs, axis=0,
-                         out=arena.get((self.key, "inputs"), (2, s.total, d_in), dt))
-        xw = np.matmul(inputs, self.kernel, out=arena.get((self.key, "xw"), (2, s.total, g), dt))  # (2, total, g)
-        xw += self.bias
+        xw = arena.get((self.key, "xw"), (2, s.total, g), dt)  # (2, total, g): each step's projected inputs
+        if self.table is not None:
+            ids = x.reshape(n * t)
+            for d in range(2):
+                np.take(self.table[d], np.take(ids, s.inputs[d]), axis=0, out=xw[d])
+        else:
+            # Gathers by np.take: it copies whole rows, several times faster here than fancy indexing.
+            d_in = x.shape[2]
+            inputs = np.take(x.reshape(n * t, d_in), s.inputs, axis=0,
+                             out=arena.get((self.key, "inputs"), (2, s.total, d_in), dt))
+            np.matmul(inputs, self.kernel, out=xw)
+            xw += self.bias
         h = arena.get((self.key, "h"), (2, n + s.total, u), dt)  # h[:, start[m] + r]: sorted row r after m steps
         h[:, :n] = 0
         c = arena.zeros((self.key, "c"), (2, n, u), dt) if self.lstm else None
@@ -272,11 +326,29 @@ class BidirectionalStep:
             prev, new = start[j], start[j + 1]
             step(xw[:, new - n:new - n + k], h[:, prev:prev + k], h[:, new:new + k],
                  None if c is None else c[:, :k], z[:, :k])
+        if self.average:
+            return self._average(h, s, arena)
         where = s.outputs(layer.return_sequences, fw.zero_output_for_mask)
         y = np.take(h.reshape(-1, u), where, axis=0)  # (N, [T,] 2, units)
         if layer.merge_mode == "concat":  # the gather already placed the directions side by side
             return y.reshape(*y.shape[:-2], 2 * u)
         return layer._merge(y[..., 0, :], y[..., 1, :])
+
+    def _average(self, h: np.ndarray, s: "_Schedule", arena) -> np.ndarray:
+        """GlobalAveragePooling1D of the concatenated sequence output, without gathering it: over a row's
+        unmasked steps, each direction outputs its h after 1, 2, ..., len steps (in time order forwards,
+        reversed backwards), so the sum over time is the sum of those h, and the mean that over len
+        (masked steps are left out, as the pooling's mask does; a row with none is 0 / 0, as there)."""
+        n, u = len(s.lengths), h.shape[-1]
+        steps = len(s.active)
+        if steps and int(s.active[-1]) == n:  # every row runs every step: one reduction
+            acc = h[:, n:n + steps * n].reshape(2, steps, n, u).sum(axis=1)
+        else:
+            acc = arena.zeros((self.key, "average"), (2, n, u), h.dtype)
+            for j, k in enumerate(s.active.tolist()):
+                acc[:, :k] += h[:, s.start[j + 1]:s.start[j + 1] + k]
+        y = acc[:, s.rank].transpose(1, 0, 2).reshape(n, 2 * u)  # original row order, [forward | backward]
+        return y / s.lengths.astype(h.dtype)[:, None]
 
     def _rnn_step(self, xw_t, h_prev, h, _c, z):
         # Not the product straight into h: h_prev may be another part of h's buffer, and NumPy then

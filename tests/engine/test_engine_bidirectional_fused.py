@@ -200,3 +200,67 @@ def test_fused_checks_the_mask_shape():
     layer = next(l for l in model.layers.values() if isinstance(l, bidirectional.Bidirectional))
     with pytest.raises(ValueError, match=r"expected a mask of shape \(2, 11\)"):
         recurrent.BidirectionalStep(layer)(np.zeros((2, T, 5), np.float32), mask=np.ones((2, T - 1), bool))
+
+
+# ------------------------------------------------------------ Embedding -> Bidirectional -> GlobalAveragePooling1D folded
+def _text_model(cell: str, mask_zero: bool = True, pooling_keepdims: bool = False, merge_mode: str = "concat",
+                between: bool = True, seed: int = 5):
+    """Embedding [-> SpatialDropout1D] -> Bidirectional(cell, sequences) -> GlobalAveragePooling1D -> Dense."""
+    L = keras.layers
+    layers = [keras.Input((T,), dtype="int32"), L.Embedding(VOCAB, 6, mask_zero=mask_zero)]
+    if between:
+        layers.append(L.SpatialDropout1D(0.3))
+    layers += [L.Bidirectional(getattr(L, cell)(5, return_sequences=True), merge_mode=merge_mode),
+               L.GlobalAveragePooling1D(keepdims=pooling_keepdims)]
+    if pooling_keepdims:
+        layers.append(L.Flatten())
+    layers.append(L.Dense(3, activation="softmax"))
+    kmodel = keras.Sequential(layers)
+    randomize_weights(kmodel, seed)
+    return kmodel
+
+
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM"])
+@pytest.mark.parametrize("inputs", ["post", "pre", "none", "lengths 1 and T", "one row"])
+@pytest.mark.parametrize("mask_zero", [True, False])
+def test_embedding_and_average_folded_into_the_fused_loop_match_keras(cell, inputs, mask_zero):
+    """The whole chain is one step (the Embedding as a projection table, the average from the kept states)
+    and gives Keras' answer."""
+    kmodel = _text_model(cell, mask_zero)
+    model = scratch_models.from_keras(kmodel)
+    steps = model.plan().steps
+    folded = steps[0]
+    assert folded.fn.table is not None and folded.fn.average and len(folded.covers) == 4, model.plan().describe()
+    x = INPUTS[inputs]()
+    compare(kmodel, x)
+    assert np.abs(model.predict(x) - model(x)).max() <= LAYER_TOL
+
+
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM"])
+def test_folded_chain_all_padding_rows_and_interior_gaps_follow_the_layers(cell):
+    """A row with no token averages over no steps (0 / 0, as the pooling layer computes it); a mask with a
+    gap inside a row takes the layers' own loops; both give the plain graph walk's answer."""
+    import warnings
+    model = scratch_models.from_keras(_text_model(cell))
+    gaps = ids_with_lengths([T, 7, 3, T])
+    gaps[0, 4] = 0  # a gap inside row 0
+    for x in (padded_ids(np.random.default_rng(4), 13, T, VOCAB, "full"), gaps):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # 0 / 0 of the all-padding row
+            got, want = model.predict(x), model(x)
+        assert np.array_equal(np.isnan(got), np.isnan(want))
+        assert np.nanmax(np.abs(got - want)) <= LAYER_TOL
+    with pytest.raises(ValueError, match=r"expected token ids in \[0, 39\]"):
+        model.predict(np.full((2, T), VOCAB, np.int32))
+
+
+@pytest.mark.parametrize("variant", ["keepdims", "merge sum", "no layer between"])
+def test_the_fold_applies_exactly_when_it_is_the_same_computation(variant):
+    """keepdims pooling and a summed merge are not folded (the step ends at the Bidirectional); with nothing
+    between the Embedding and the Bidirectional the Embedding is still folded. Keras' answer either way."""
+    kmodel = _text_model("LSTM", pooling_keepdims=variant == "keepdims",
+                         merge_mode="sum" if variant == "merge sum" else "concat", between=variant != "no layer between")
+    model = scratch_models.from_keras(kmodel)
+    step = next(s for s in model.plan().steps if s.name == "bidirectional")
+    assert (step.fn.table is not None) == (variant == "no layer between") == step.fn.average
+    compare(kmodel, INPUTS["post"]())
