@@ -134,7 +134,7 @@ def main(argv=None) -> None:
     p.add_argument("--layers", action="store_true", help="also time every conv step alone (one thread)")
     p.add_argument("--no-ort", action="store_true", help="leave ONNX Runtime out")
     p.add_argument("--kernel-threads-from", type=float, metavar="FLOPS",
-                   help="also time the C path with conv.DIRECT_THREAD_MIN_FLOPS set to this (default 4e6; e.g. "
+                   help="also time the C path with conv.DIRECT_THREAD_MIN_FLOPS set to this (default 1e6; e.g. "
                         "1.5e7: batch 1 on one kernel thread)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)

@@ -91,6 +91,13 @@ typedef float vec_##SFX __attribute__((vector_size(4 * (VW))));                 
 typedef float vecu_##SFX __attribute__((vector_size(4 * (VW)), aligned(4)));                                    \
 typedef int ivec_##SFX __attribute__((vector_size(4 * (VW))));                                                  \
                                                                                                                 \
+/* a > b ? a : b per lane (the scalar epilogue's rule: b when either is NaN). */                              \
+static inline __attribute__((always_inline)) TGT vec_##SFX max_##SFX(vec_##SFX a, vec_##SFX b)                  \
+{                                                                                                               \
+    const ivec_##SFX m = (ivec_##SFX)(a > b);                                                                   \
+    return (vec_##SFX)(((ivec_##SFX)a & m) | ((ivec_##SFX)b & ~m));                                             \
+}                                                                                                               \
+                                                                                                                \
 /* P output pixels (window p starts off[p] floats into x; kernel rows `row` floats apart) x one filter block:    \
  * the reduction over (ky, kx, c) in registers, then bias, ReLU and a store of P * FBW floats to dst             \
  * (pixels `dstride` floats apart). The pixels may span output rows (a band of a narrow image).                 \
@@ -201,10 +208,16 @@ static TGT void conv_##SFX(const ConvArgs *a, Py_ssize_t u0, Py_ssize_t u1, floa
             for (int qx = 0; qx < wq; qx++) {                                                                   \
                 const float *v0 = r0 + (ptrdiff_t)2 * qx * fbw, *v1 = r1 + (ptrdiff_t)2 * qx * fbw;             \
                 float *oq = o + (ptrdiff_t)qx * a->f;                                                           \
-                for (int l = 0; l < valid; l++) {                                                               \
-                    float m0 = v0[l] > v0[l + fbw] ? v0[l] : v0[l + fbw];                                       \
-                    float m1 = v1[l] > v1[l + fbw] ? v1[l] : v1[l + fbw];                                       \
-                    oq[l] = m0 > m1 ? m0 : m1;                                                                  \
+                vec_##SFX m[NV];  /* the window's maximum, a vector at a time (a > b ? a : b, as in scalars) */  \
+                UNROLL for (int v = 0; v < NV; v++)                                                             \
+                    m[v] = max_##SFX(max_##SFX(*(const vecu_##SFX *)(v0 + v * (VW)),                            \
+                                               *(const vecu_##SFX *)(v0 + fbw + v * (VW))),                     \
+                                     max_##SFX(*(const vecu_##SFX *)(v1 + v * (VW)),                            \
+                                               *(const vecu_##SFX *)(v1 + fbw + v * (VW))));                    \
+                if (valid == fbw) {                                                                             \
+                    UNROLL for (int v = 0; v < NV; v++) *(vecu_##SFX *)(oq + v * (VW)) = m[v];                  \
+                } else {                                                                                        \
+                    memcpy(oq, m, sizeof(float) * valid);                                                       \
                 }                                                                                               \
             }                                                                                                   \
         }                                                                                                       \

@@ -50,12 +50,11 @@ WINOGRAD_MIN_TILES = 4096
 WINOGRAD_MIN_TILES_IN_PART = 256
 #: 2x2 output tiles per chunk: the transform buffers are reused across chunks.
 WINOGRAD_CHUNK_TILES = 1024
-#: The compiled kernel's call gets one more thread per this many FLOPs (outside a split batch). A thread start
-#: costs ~16 us (~2 MFLOP); a second thread pays when a core is free: at batch 1 of the committed CNN (9-19
-#: MFLOP per layer) two threads were slower in 2 in-process runs with both cores busy (0.94 vs 0.84 ms, 1.53 vs
-#: 1.24 ms per predict, load 5-7) and faster in one with a core partly free (0.99 vs 1.29 ms); at batch 4 faster
-#: (3.5 vs 5.7 ms, both cores busy). benchmarks/bench_c_kernels.py --kernel-threads-from compares.
-DIRECT_THREAD_MIN_FLOPS = 4e6
+#: The compiled kernel's call gets one more thread per this many FLOPs (outside a split batch). The kernel's
+#: pool keeps its workers spinning between the layers of a forward pass, so handing out work costs a few
+#: microseconds (a thread start cost ~16 us): the committed CNN's first layer at batch 1 (1.8 MFLOP) took
+#: 0.015 ms on 2 threads against 0.021 ms on one (min of 200 calls, quiet host).
+DIRECT_THREAD_MIN_FLOPS = 1e6
 
 
 def direct_threads(part: Part, flops: float) -> int:
