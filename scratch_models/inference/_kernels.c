@@ -137,6 +137,27 @@ tile_##SFX(const int P, const float *restrict x, const ptrdiff_t *restrict off, 
         }                                                                                                       \
 }                                                                                                               \
                                                                                                                 \
+/* tile_ with P = p (1 <= p <= PMAX) chosen at run time. */                                                    \
+static inline __attribute__((always_inline)) TGT void                                                           \
+tile_any_##SFX(const int p, const float *x, const ptrdiff_t *off, const ptrdiff_t row, const int kh,            \
+               const int kwc, const float *w, const float *bias, const int relu, float *d, const ptrdiff_t dstride) \
+{                                                                                                               \
+    switch (p) {                                                                                                \
+    case 1: tile_##SFX(1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;                              \
+    case 2: tile_##SFX(2 <= PMAX ? 2 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;              \
+    case 3: tile_##SFX(3 <= PMAX ? 3 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;              \
+    case 4: tile_##SFX(4 <= PMAX ? 4 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;              \
+    case 5: tile_##SFX(5 <= PMAX ? 5 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;              \
+    case 6: tile_##SFX(6 <= PMAX ? 6 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;              \
+    case 7: tile_##SFX(7 <= PMAX ? 7 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;              \
+    case 8: tile_##SFX(8 <= PMAX ? 8 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;              \
+    case 9: tile_##SFX(9 <= PMAX ? 9 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;              \
+    case 10: tile_##SFX(10 <= PMAX ? 10 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;           \
+    case 11: tile_##SFX(11 <= PMAX ? 11 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;           \
+    default: tile_##SFX(12 <= PMAX ? 12 : 1, x, off, row, kh, kwc, w, bias, relu, d, dstride); break;           \
+    }                                                                                                           \
+}                                                                                                               \
+                                                                                                                \
 /* The `count` output pixels of a band of rows oy0, oy0 + 1, ... of `width` pixels each (the first `width` of    \
  * each output row), filter block w, in tiles of at most PMAX pixels of as equal sizes as possible, into dst     \
  * (pixel q at dst + q * dstride). */                                                                           \
@@ -153,21 +174,7 @@ static TGT void span_##SFX(const ConvArgs *a, const float *pad, int oy0, int wid
             const int oy = oy0 + (start + q) / width, ox = (start + q) % width;                                 \
             off[q] = (ptrdiff_t)oy * a->sy * row + (ptrdiff_t)ox * pix;                                         \
         }                                                                                                       \
-        float *d = dst + (ptrdiff_t)start * dstride;                                                            \
-        switch (p) {                                                                                            \
-        case 1: tile_##SFX(1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;                  \
-        case 2: tile_##SFX(2 <= PMAX ? 2 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
-        case 3: tile_##SFX(3 <= PMAX ? 3 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
-        case 4: tile_##SFX(4 <= PMAX ? 4 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
-        case 5: tile_##SFX(5 <= PMAX ? 5 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
-        case 6: tile_##SFX(6 <= PMAX ? 6 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
-        case 7: tile_##SFX(7 <= PMAX ? 7 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
-        case 8: tile_##SFX(8 <= PMAX ? 8 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
-        case 9: tile_##SFX(9 <= PMAX ? 9 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break;  \
-        case 10: tile_##SFX(10 <= PMAX ? 10 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
-        case 11: tile_##SFX(11 <= PMAX ? 11 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
-        default: tile_##SFX(12 <= PMAX ? 12 : 1, pad, off, row, a->kh, kwc, w, bias, a->relu, d, dstride); break; \
-        }                                                                                                       \
+        tile_any_##SFX(p, pad, off, row, a->kh, kwc, w, bias, a->relu, dst + (ptrdiff_t)start * dstride, dstride); \
         start += p;                                                                                             \
     }                                                                                                           \
 }                                                                                                               \
@@ -220,6 +227,119 @@ static TGT void conv_##SFX(const ConvArgs *a, Py_ssize_t u0, Py_ssize_t u1, floa
                     memcpy(oq, m, sizeof(float) * valid);                                                       \
                 }                                                                                               \
             }                                                                                                   \
+        }                                                                                                       \
+    }                                                                                                           \
+}                                                                                                               \
+                                                                                                               \
+/* Winograd F(2x2, 3x3) (Lavin & Gray, 2015) for a 3x3, stride 1, 'same' convolution of an image with even H and W: \
+ * per 2x2 output tile, V = Bt d B of its 4x4 input window (per channel), M[k] = V[k] @ U[k] over the channels  \
+ * for the 16 k (U = G g Gt, computed once in float64 by the plan), Y = At M A; 16 products per (tile, channel, \
+ * filter) instead of 36. The products run in the direct tile (one 'row' of C taps, pixels = tiles); a unit is  \
+ * (image, band of tile rows, filter block), the band's V kept across its filter blocks. With pooling, a 2x2    \
+ * output tile is exactly one pooling window. */                                                                \
+static inline __attribute__((always_inline)) TGT void                                                           \
+wino_window_##SFX(const vec_##SFX d[4][4], vec_##SFX v[16])                                                     \
+{                                                                                                               \
+    vec_##SFX t[4][4];                                                                                          \
+    for (int j = 0; j < 4; j++) {  /* Bt d: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 */                          \
+        t[0][j] = d[0][j] - d[2][j]; t[1][j] = d[1][j] + d[2][j];                                               \
+        t[2][j] = d[2][j] - d[1][j]; t[3][j] = d[1][j] - d[3][j];                                               \
+    }                                                                                                           \
+    for (int r = 0; r < 4; r++) {  /* (Bt d) B: the same on the columns */                                      \
+        v[4 * r + 0] = t[r][0] - t[r][2]; v[4 * r + 1] = t[r][1] + t[r][2];                                     \
+        v[4 * r + 2] = t[r][2] - t[r][1]; v[4 * r + 3] = t[r][1] - t[r][3];                                     \
+    }                                                                                                           \
+}                                                                                                               \
+                                                                                                                \
+/* V (16, P, C) of the band's P = nty * tw tiles, from the padded image. */                                     \
+static TGT void wino_input_##SFX(const float *pad, ptrdiff_t row, int c, int ty0, int nty, int tw, float *v)    \
+{                                                                                                               \
+    const int P = nty * tw;                                                                                     \
+    for (int p = 0; p < P; p++) {                                                                               \
+        const float *base = pad + (ptrdiff_t)2 * (ty0 + p / tw) * row + (ptrdiff_t)2 * (p % tw) * c;            \
+        int c0 = 0;                                                                                             \
+        for (; c0 + (VW) <= c; c0 += (VW)) {                                                                    \
+            vec_##SFX d[4][4], out[16];                                                                         \
+            for (int i = 0; i < 4; i++)                                                                         \
+                for (int j = 0; j < 4; j++) d[i][j] = *(const vecu_##SFX *)(base + i * row + (ptrdiff_t)j * c + c0); \
+            wino_window_##SFX(d, out);                                                                          \
+            for (int k = 0; k < 16; k++) *(vecu_##SFX *)(v + ((ptrdiff_t)k * P + p) * c + c0) = out[k];         \
+        }                                                                                                       \
+        if (c0 < c) {  /* the last channels through zero-padded vectors */                                      \
+            vec_##SFX d[4][4], out[16];                                                                         \
+            const int m = c - c0;                                                                               \
+            for (int i = 0; i < 4; i++)                                                                         \
+                for (int j = 0; j < 4; j++) {                                                                   \
+                    float lanes[VW] = {0};                                                                      \
+                    memcpy(lanes, base + i * row + (ptrdiff_t)j * c + c0, sizeof(float) * (size_t)m);           \
+                    memcpy(&d[i][j], lanes, sizeof lanes);                                                      \
+                }                                                                                               \
+            wino_window_##SFX(d, out);                                                                          \
+            for (int k = 0; k < 16; k++) memcpy(v + ((ptrdiff_t)k * P + p) * c + c0, &out[k], sizeof(float) * (size_t)m); \
+        }                                                                                                       \
+    }                                                                                                           \
+}                                                                                                               \
+                                                                                                                \
+/* Work units [u0, u1): (image, band of a->band tile rows, filter block); `pad` this thread's padded image,     \
+ * `buf` its V (16, P, C) and M (16, P, FBW). */                                                                \
+static TGT void wino_##SFX(const ConvArgs *a, Py_ssize_t u0, Py_ssize_t u1, float *pad, float *buf, Py_ssize_t *padded) \
+{                                                                                                               \
+    const int fbw = (VW) * (NV), c = (int)a->c, tw = a->wo / 2, th = a->ho / 2, bands = (th + a->band - 1) / a->band; \
+    const ptrdiff_t row = (ptrdiff_t)a->wp * c, ublock = (ptrdiff_t)16 * c * fbw;                               \
+    float *v = buf, *m = buf + (ptrdiff_t)16 * a->band * tw * c;                                                \
+    const float zero[(VW) * (NV)] = {0};                                                                        \
+    Py_ssize_t have = -1;                                                                                       \
+    for (Py_ssize_t u = u0; u < u1; u++) {                                                                      \
+        const Py_ssize_t ib = u / a->fb, fb = u % a->fb, i = ib / bands;                                        \
+        const int ty0 = (int)(ib % bands) * a->band, nty = th - ty0 < a->band ? th - ty0 : a->band, P = nty * tw; \
+        if (ib != have) {                                                                                       \
+            if (i != *padded) { pad_image(a, pad, i); *padded = i; }                                            \
+            wino_input_##SFX(pad, row, c, ty0, nty, tw, v);                                                     \
+            have = ib;                                                                                          \
+        }                                                                                                       \
+        const float *w = a->kern + fb * ublock, *bias = a->bias + fb * fbw;                                     \
+        for (int k = 0; k < 16; k++) {  /* M[k] (P, FBW) = V[k] (P, C) @ U[fb, k] (C, FBW) */                   \
+            const int tiles = tile_count(P, PMAX);                                                              \
+            int start = 0;                                                                                      \
+            for (int t = 0; t < tiles; t++) {                                                                   \
+                const int p = P / tiles + (t < P % tiles);                                                      \
+                ptrdiff_t off[PMAX];                                                                            \
+                for (int q = 0; q < p; q++) off[q] = (ptrdiff_t)(start + q) * c;                                \
+                tile_any_##SFX(p, v + (ptrdiff_t)k * P * c, off, 0, 1, c, w + (ptrdiff_t)k * c * fbw, zero, 0,  \
+                               m + ((ptrdiff_t)k * P + start) * fbw, fbw);                                      \
+                start += p;                                                                                     \
+            }                                                                                                   \
+        }                                                                                                       \
+        const Py_ssize_t f0 = fb * fbw;                                                                         \
+        const int valid = (int)(a->f - f0 < fbw ? a->f - f0 : fbw);                                             \
+        for (int p = 0; p < P; p++) {  /* Y = At M A, + bias, ReLU, [2x2 maximum] */                            \
+            const int ty = ty0 + p / tw, tx = p % tw;                                                           \
+            float y[4][(VW) * (NV)];                                                                            \
+            for (int nv = 0; nv < (NV); nv++) {                                                                 \
+                vec_##SFX mk[16], s0[4], s1[4], out[4];                                                         \
+                for (int k = 0; k < 16; k++) mk[k] = *(const vecu_##SFX *)(m + ((ptrdiff_t)k * P + p) * fbw + nv * (VW)); \
+                for (int j = 0; j < 4; j++) {                                                                   \
+                    s0[j] = mk[j] + mk[4 + j] + mk[8 + j];                                                      \
+                    s1[j] = mk[4 + j] - mk[8 + j] - mk[12 + j];                                                 \
+                }                                                                                               \
+                out[0] = s0[0] + s0[1] + s0[2]; out[1] = s0[1] - s0[2] - s0[3];                                 \
+                out[2] = s1[0] + s1[1] + s1[2]; out[3] = s1[1] - s1[2] - s1[3];                                 \
+                const vec_##SFX b = *(const vecu_##SFX *)(bias + nv * (VW));                                    \
+                for (int q = 0; q < 4; q++) {                                                                   \
+                    vec_##SFX r = out[q] + b;                                                                   \
+                    if (a->relu) r = (vec_##SFX)((ivec_##SFX)r & ~(ivec_##SFX)(r < (vec_##SFX){0}));            \
+                    out[q] = r;                                                                                 \
+                }                                                                                               \
+                if (a->pool) out[0] = max_##SFX(max_##SFX(out[0], out[1]), max_##SFX(out[2], out[3]));          \
+                for (int q = 0; q < (a->pool ? 1 : 4); q++) *(vecu_##SFX *)(y[q] + nv * (VW)) = out[q];         \
+            }                                                                                                   \
+            if (a->pool) {                                                                                      \
+                memcpy(a->out + ((i * (a->ho / 2) + ty) * (a->wo / 2) + tx) * a->f + f0, y[0], sizeof(float) * valid); \
+                continue;                                                                                       \
+            }                                                                                                   \
+            for (int q = 0; q < 4; q++)                                                                         \
+                memcpy(a->out + ((i * a->ho + 2 * ty + q / 2) * a->wo + 2 * tx + q % 2) * a->f + f0, y[q],      \
+                       sizeof(float) * valid);                                                                  \
         }                                                                                                       \
     }                                                                                                           \
 }
@@ -308,6 +428,7 @@ typedef struct {
     int block;  /* FBW: filters per packed block */
     int tile;   /* PMAX: pixels per register tile */
     void (*conv)(const ConvArgs *, Py_ssize_t, Py_ssize_t, float *, float *, Py_ssize_t *);
+    void (*wino)(const ConvArgs *, Py_ssize_t, Py_ssize_t, float *, float *, Py_ssize_t *);
     int (*supported)(void);
     void (*gates)(const GateArgs *);
 } Variant;
@@ -323,10 +444,10 @@ static int always(void) { return 1; }
 /* Best first. */
 static const Variant VARIANTS[] = {
 #ifdef SCRATCH_X86
-    {"avx512", 32, 12, conv_avx512, has_avx512, gates_avx512},
-    {"avx2", 16, 6, conv_avx2, has_avx2, gates_avx2},
+    {"avx512", 32, 12, conv_avx512, wino_avx512, has_avx512, gates_avx512},
+    {"avx2", 16, 6, conv_avx2, wino_avx2, has_avx2, gates_avx2},
 #endif
-    {"base", 8, 4, conv_base, always, gates_base},
+    {"base", 8, 4, conv_base, wino_base, always, gates_base},
 };
 #define N_VARIANTS ((int)(sizeof(VARIANTS) / sizeof(VARIANTS[0])))
 
@@ -337,7 +458,7 @@ static const Variant VARIANTS[] = {
  * wait for but its own acknowledgement. Participant t uses buffers pad + t * pad_len and rows + t * rows_len. */
 typedef struct {
     const ConvArgs *a;
-    const Variant *v;
+    void (*fn)(const ConvArgs *, Py_ssize_t, Py_ssize_t, float *, float *, Py_ssize_t *);  /* a variant's conv or wino */
     Py_ssize_t units, chunks;
     float *pads, *rows;
     size_t pad_len, rows_len;
@@ -350,7 +471,7 @@ static void run_chunks(Job *job, int t)
     for (;;) {
         const Py_ssize_t k = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
         if (k >= job->chunks) return;
-        job->v->conv(job->a, job->units * k / job->chunks, job->units * (k + 1) / job->chunks,
+        job->fn(job->a, job->units * k / job->chunks, job->units * (k + 1) / job->chunks,
                      job->pads + job->pad_len * (size_t)t, job->rows + job->rows_len * (size_t)t, &padded);
     }
 }
@@ -499,22 +620,22 @@ static void shape_text(const Py_buffer *b, char *text, size_t size)
 }
 
 /* A C-contiguous float32 buffer of `ndim` dimensions, or an exception naming `what`. */
-static int get_array(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *what)
+static int get_array(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *what, const char *fn)
 {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
         PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "conv2d: expected `%s` to be a C-contiguous%s float32 array, received %.100s",
-                     what, writable ? ", writable" : "", Py_TYPE(obj)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s: expected `%s` to be a C-contiguous%s float32 array, received %.100s",
+                     fn, what, writable ? ", writable" : "", Py_TYPE(obj)->tp_name);
         return -1;
     }
     if (!is_float32(view)) {
-        PyErr_Format(PyExc_TypeError, "conv2d: expected `%s` of dtype float32 (format 'f'), received format '%s'",
-                     what, view->format ? view->format : "B");
+        PyErr_Format(PyExc_TypeError, "%s: expected `%s` of dtype float32 (format 'f'), received format '%s'",
+                     fn, what, view->format ? view->format : "B");
         PyBuffer_Release(view);
         return -1;
     }
     if (view->ndim != ndim) {
-        PyErr_Format(PyExc_ValueError, "conv2d: expected `%s` with %d dimensions, received %d", what, ndim, view->ndim);
+        PyErr_Format(PyExc_ValueError, "%s: expected `%s` with %d dimensions, received %d", fn, what, ndim, view->ndim);
         PyBuffer_Release(view);
         return -1;
     }
@@ -558,10 +679,10 @@ static PyObject *conv2d(PyObject *Py_UNUSED(self), PyObject *args)
     }
     const Variant *v = &VARIANTS[variant];
     Py_buffer x, w, b, o;
-    if (get_array(xo, &x, 4, 0, "x") < 0) return NULL;
-    if (get_array(wo_, &w, 5, 0, "w") < 0) { PyBuffer_Release(&x); return NULL; }
-    if (get_array(bo, &b, 1, 0, "bias") < 0) { PyBuffer_Release(&x); PyBuffer_Release(&w); return NULL; }
-    if (get_array(oo, &o, 4, 1, "out") < 0) { PyBuffer_Release(&x); PyBuffer_Release(&w); PyBuffer_Release(&b); return NULL; }
+    if (get_array(xo, &x, 4, 0, "x", "conv2d") < 0) return NULL;
+    if (get_array(wo_, &w, 5, 0, "w", "conv2d") < 0) { PyBuffer_Release(&x); return NULL; }
+    if (get_array(bo, &b, 1, 0, "bias", "conv2d") < 0) { PyBuffer_Release(&x); PyBuffer_Release(&w); return NULL; }
+    if (get_array(oo, &o, 4, 1, "out", "conv2d") < 0) { PyBuffer_Release(&x); PyBuffer_Release(&w); PyBuffer_Release(&b); return NULL; }
 
     ConvArgs a;
     memset(&a, 0, sizeof a);
@@ -633,7 +754,7 @@ static PyObject *conv2d(PyObject *Py_UNUSED(self), PyObject *args)
         if (chunks < a.n) chunks = a.n;
         if (chunks > units) chunks = units;
         if (count == 1) chunks = 1;
-        Job job = {&a, v, units, chunks, pads, rows, pad_len, rows_len, 0};
+        Job job = {&a, v->conv, units, chunks, pads, rows, pad_len, rows_len, 0};
         Py_BEGIN_ALLOW_THREADS
         run_job(&job, count);
         Py_END_ALLOW_THREADS
@@ -643,6 +764,106 @@ done:
     free(pads);
     free(rows);
     PyBuffer_Release(&x); PyBuffer_Release(&w); PyBuffer_Release(&b); PyBuffer_Release(&o);
+    return result;
+}
+
+PyDoc_STRVAR(winograd2d_doc,
+"winograd2d(variant, x, u, bias, out, relu, pool, threads=1)\n--\n\n"
+"A 3x3, stride 1, 'same' Conv2D + bias [+ ReLU] [+ 2x2/2 max pooling] of an NHWC float32 batch with even H and W,\n"
+"by Winograd F(2x2, 3x3), into `out`.\n\n"
+"x: (N, H, W, C); u: G g Gt of the kernel packed by filter blocks, (FB, 16, C, block) with `block` the variant's;\n"
+"bias: (FB * block,), zero-padded; out: (N, H, W, F) or, with pool, (N, H // 2, W // 2, F), F <= FB * block and\n"
+"F > (FB - 1) * block. All C-contiguous float32. threads: as conv2d's.");
+
+static PyObject *winograd2d(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int variant, relu, pool, threads = 1;
+    PyObject *xo, *uo, *bo, *oo;
+    if (!PyArg_ParseTuple(args, "iOOOOpp|i:winograd2d", &variant, &xo, &uo, &bo, &oo, &relu, &pool, &threads))
+        return NULL;
+    if (threads < 1 || threads > MAX_THREADS) {
+        PyErr_Format(PyExc_ValueError, "winograd2d: expected threads between 1 and %d, received %d", MAX_THREADS, threads);
+        return NULL;
+    }
+    if (variant < 0 || variant >= N_VARIANTS || !VARIANTS[variant].supported()) {
+        PyErr_Format(PyExc_ValueError, "winograd2d: expected a variant index this CPU supports, received %d", variant);
+        return NULL;
+    }
+    const Variant *v = &VARIANTS[variant];
+    Py_buffer x, u, b, o;
+    if (get_array(xo, &x, 4, 0, "x", "winograd2d") < 0) return NULL;
+    if (get_array(uo, &u, 4, 0, "u", "winograd2d") < 0) { PyBuffer_Release(&x); return NULL; }
+    if (get_array(bo, &b, 1, 0, "bias", "winograd2d") < 0) { PyBuffer_Release(&x); PyBuffer_Release(&u); return NULL; }
+    if (get_array(oo, &o, 4, 1, "out", "winograd2d") < 0) { PyBuffer_Release(&x); PyBuffer_Release(&u); PyBuffer_Release(&b); return NULL; }
+    ConvArgs a;
+    memset(&a, 0, sizeof a);
+    float *pads = NULL, *bufs = NULL;
+    char got[96];
+    PyObject *result = NULL;
+    a.n = x.shape[0]; a.h = x.shape[1]; a.w = x.shape[2]; a.c = x.shape[3]; a.fb = u.shape[0]; a.f = o.shape[3];
+    a.kh = a.kw = 3; a.sy = a.sx = 1; a.pt = a.pl = 1; a.relu = relu; a.pool = pool;
+    if (a.c < 1 || a.h < 2 || a.w < 2 || a.h % 2 || a.w % 2) {
+        shape_text(&x, got, sizeof got);
+        PyErr_Format(PyExc_ValueError, "winograd2d: expected `x` (N, H, W, C) with H and W even and >= 2, C >= 1, "
+                     "received %s", got);
+        goto done;
+    }
+    if (u.shape[1] != 16 || u.shape[2] != a.c || u.shape[3] != v->block || a.fb < 1) {
+        shape_text(&u, got, sizeof got);
+        PyErr_Format(PyExc_ValueError, "winograd2d: expected `u` of shape (FB, 16, %zd, %d) (variant %s), received %s",
+                     a.c, v->block, v->name, got);
+        goto done;
+    }
+    if (b.shape[0] != a.fb * v->block) {
+        shape_text(&b, got, sizeof got);
+        PyErr_Format(PyExc_ValueError, "winograd2d: expected `bias` of shape (%zd,), received %s", a.fb * v->block, got);
+        goto done;
+    }
+    a.hp = (int)a.h + 2; a.wp = (int)a.w + 2; a.ho = (int)a.h; a.wo = (int)a.w;
+    {
+        const Py_ssize_t eh = pool ? a.ho / 2 : a.ho, ew = pool ? a.wo / 2 : a.wo;
+        if (o.shape[0] != a.n || o.shape[1] != eh || o.shape[2] != ew || a.f <= (a.fb - 1) * v->block
+                || a.f > a.fb * v->block) {
+            shape_text(&o, got, sizeof got);
+            PyErr_Format(PyExc_ValueError, "winograd2d: expected `out` of shape (%zd, %zd, %zd, F) with %zd < F <= %zd, "
+                         "received %s", a.n, eh, ew, (a.fb - 1) * v->block, a.fb * v->block, got);
+            goto done;
+        }
+    }
+    if (overlaps(&o, &x) || overlaps(&o, &u) || overlaps(&o, &b)) {
+        PyErr_SetString(PyExc_ValueError, "winograd2d: expected `out` not to share memory with `x`, `u` or `bias`");
+        goto done;
+    }
+    if (a.n == 0) { result = Py_NewRef(Py_None); goto done; }
+    a.x = x.buf; a.kern = u.buf; a.bias = b.buf; a.out = o.buf;
+    {
+        /* Units: (image, band of tile rows, filter block); a band holds about one register tile of tiles. */
+        const int tw = a.wo / 2, th = a.ho / 2;
+        int band = v->tile / tw;
+        if (band < 1) band = 1;
+        if (band > th) band = th;
+        a.band = band;
+        const Py_ssize_t units = a.n * ((th + band - 1) / band) * a.fb;
+        const int count = (int)(units < threads ? units : threads);
+        const size_t pad_len = (size_t)(a.hp * a.wp * a.c);
+        const size_t buf_len = (size_t)16 * (size_t)band * (size_t)tw * (size_t)(a.c + v->block);
+        pads = malloc(sizeof(float) * pad_len * (size_t)count);
+        bufs = malloc(sizeof(float) * buf_len * (size_t)count);
+        if (pads == NULL || bufs == NULL) { PyErr_NoMemory(); goto done; }
+        Py_ssize_t chunks = (Py_ssize_t)CHUNKS_PER_THREAD * count;
+        if (chunks < a.n) chunks = a.n;
+        if (chunks > units) chunks = units;
+        if (count == 1) chunks = 1;
+        Job job = {&a, v->wino, units, chunks, pads, bufs, pad_len, buf_len, 0};
+        Py_BEGIN_ALLOW_THREADS
+        run_job(&job, count);
+        Py_END_ALLOW_THREADS
+    }
+    result = Py_NewRef(Py_None);
+done:
+    free(pads);
+    free(bufs);
+    PyBuffer_Release(&x); PyBuffer_Release(&u); PyBuffer_Release(&b); PyBuffer_Release(&o);
     return result;
 }
 
@@ -737,6 +958,7 @@ static PyObject *variants(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)
 
 static PyMethodDef methods[] = {
     {"conv2d", conv2d, METH_VARARGS, conv2d_doc},
+    {"winograd2d", winograd2d, METH_VARARGS, winograd2d_doc},
     {"variants", variants, METH_NOARGS, variants_doc},
     {"lstm_gates", lstm_gates, METH_VARARGS, lstm_gates_doc},
     {NULL, NULL, 0, NULL},
@@ -750,7 +972,7 @@ static struct PyModuleDef module = {
 
 /* Raised whenever a function or its arguments change: kernels.py ignores a stale build (an edited source
  * without a reinstall) instead of calling what it does not have. */
-#define KERNELS_API 3
+#define KERNELS_API 4
 
 PyMODINIT_FUNC PyInit__kernels(void)
 {

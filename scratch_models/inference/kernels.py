@@ -21,7 +21,7 @@ import numpy as np
 import warnings
 
 #: The ``API`` number of the _kernels.c this module calls (a build of another version is not used).
-API = 3
+API = 4
 
 try:
     from . import _kernels
@@ -106,6 +106,38 @@ class DirectConv:
         pt, pb, pl, pr = pads
         _kernels.conv2d(self.index, np.ascontiguousarray(x, np.float32), self.w, self.b, out, self.kh, self.kw,
                         self.strides[0], self.strides[1], pt, pb, pl, pr, bool(relu), bool(pool), threads)
+        return out
+
+
+def pack_winograd(kernel: np.ndarray, block: int) -> np.ndarray:
+    """U = G g Gt of a (3, 3, C, F) kernel (Winograd F(2x2, 3x3), computed in float64) as filter blocks
+    (FB, 16, C, block), F zero-padded to FB * block, float32."""
+    from .conv import winograd_kernel
+    _, _, c, f = kernel.shape
+    fb = -(-f // block)
+    u = np.zeros((16, c, fb * block))
+    u[..., :f] = winograd_kernel(kernel, np.float64)
+    return np.ascontiguousarray(u.reshape(16, c, fb, block).transpose(2, 0, 1, 3), np.float32)
+
+
+class WinogradConv:
+    """A 3x3, stride 1, 'same' convolution (kernel, bias) packed for Winograd F(2x2, 3x3) in the compiled kernel
+    (``chosen``: the current variant by default). ``__call__(x, out, relu, pool, threads)``: x (N, H, W, C)
+    with H and W even; ``out`` (N, H, W, F), or (N, H // 2, W // 2, F) with ``pool``."""
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None, chosen=None):
+        chosen = chosen or variant
+        if chosen is None:
+            raise RuntimeError(f"WinogradConv: no compiled variant selected (the extension is not built or {ENV}=numpy)")
+        if kernel.shape[:2] != (3, 3):
+            raise ValueError(f"WinogradConv: expected a (3, 3, C, F) kernel, received {kernel.shape}")
+        self.index, self.name, self.block, self.tile = chosen
+        self.u = pack_winograd(kernel, self.block)
+        _, self.b = pack(kernel[:1, :1], bias, self.block)
+
+    def __call__(self, x: np.ndarray, out: np.ndarray, relu: bool, pool: bool, threads: int = 1) -> np.ndarray:
+        _kernels.winograd2d(self.index, np.ascontiguousarray(x, np.float32), self.u, self.b, out, bool(relu),
+                            bool(pool), threads)
         return out
 
 

@@ -45,21 +45,39 @@ def reference(x, layer, activation, pool):
     return pool_reference(z) if pool else z
 
 
+def winograd_applies(case) -> bool:
+    """3x3, stride 1, 'same' on an even-sized image: what the kernel's Winograd F(2x2, 3x3) takes."""
+    _, h, w, _, _, k, strides, padding, _ = case
+    return k == (3, 3) and strides == (1, 1) and padding == "same" and h % 2 == 0 and w % 2 == 0
+
+
+def case_id(c) -> str:
+    return "x".join(map(str, c[:5])) + f"-k{c[5][0]}{c[5][1]}s{c[6][0]}{c[6][1]}-{c[7]}"
+
+
+ALGORITHM_CASES = [(c, a) for c in CASES for a in ("direct", "direct-winograd") if a == "direct" or winograd_applies(c)]
+
+
 @needs_kernels
 @pytest.mark.parametrize("variant", VARIANT_NAMES)
 @pytest.mark.parametrize("pool", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "linear"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:5])) + f"-k{c[5][0]}{c[5][1]}s{c[6][0]}{c[6][1]}-{c[7]}")
-def test_direct_conv_matches_the_float64_reference(case, activation, pool, variant):
+@pytest.mark.parametrize("case, algorithm", ALGORITHM_CASES, ids=[f"{case_id(c)}-{a}" for c, a in ALGORITHM_CASES])
+def test_direct_conv_matches_the_float64_reference(case, activation, pool, variant, algorithm, monkeypatch):
+    """The compiled kernel's direct tile and its Winograd F(2x2, 3x3) (3x3, stride 1, 'same', even sizes; here
+    from any channel count) against float64."""
+    from scratch_models.inference import conv
     n, h, w, c, f, k, strides, padding, use_bias = case
     layer = make_conv(c, f, k, strides, padding, activation, use_bias, h, w, "float32")
     ho, wo = layer.compute_output_shape((n, h, w, c))[1:3]
     if pool and (ho < 2 or wo < 2):
         pytest.skip(f"2x2 pooling needs an output of at least 2x2, this case's is {(ho, wo)}")
+    winograd = algorithm == "direct-winograd"
+    monkeypatch.setattr(conv, "COMPILED_WINOGRAD_MIN_CHANNELS", 1 if winograd else 10**9)
     x = (RNG.standard_normal((n, h, w, c)) * 2).astype(np.float32)
     with kernels.selected(variant):
         step = ConvStep(layer, activation=activation, pool=pool)
-    assert step.choose(x.shape) == "direct" and step.direct.name == variant
+    assert step.choose(x.shape) == algorithm and step.direct.name == variant
     out = np.array(step(x, Part(Fresh())))
     ref = reference(x, layer, activation, pool)
     assert out.shape == ref.shape and out.dtype == np.float32
@@ -85,15 +103,21 @@ def test_threads_and_the_batch_split_give_the_same_numbers(pool):
     layer = make_conv(24, 40, (3, 3), (1, 1), "same", "relu", True, 10, 12, "float32")
     x = RNG.standard_normal((9, 10, 12, 24)).astype(np.float32)
     step = ConvStep(layer, pool=pool)
+    assert step.choose(x.shape) == "direct-winograd"  # 24 channels: the plan takes Winograd
     shape = step(x[:1]).shape[1:]
-    outs = {}
-    for threads in (1, 2, 3, 7):
-        out = np.empty((9, *shape), np.float32)
-        step.direct(x, out, (1, 1, 1, 1), True, pool, threads)
-        outs[threads] = out
+    for algorithm in ("direct", "winograd"):
+        outs = {}
+        for threads in (1, 2, 3, 7):
+            out = np.empty((9, *shape), np.float32)
+            if algorithm == "direct":
+                step.direct(x, out, (1, 1, 1, 1), True, pool, threads)
+            else:
+                step.winograd(x, out, True, pool, threads)
+            outs[threads] = out
+        for out in outs.values():
+            np.testing.assert_array_equal(out, outs[1])
     split = split_policy.run_split(lambda xs, part: step(xs, part), x, 2, Arenas())
-    for out in [*outs.values(), split]:
-        np.testing.assert_array_equal(out, outs[1])
+    np.testing.assert_array_equal(split, outs[1])
     assert direct_threads(Part(Fresh(), count=2), 1e12) == 1  # a part: the other cores have the other parts
     assert direct_threads(Part(Fresh()), 1e3) == 1  # too little work to start a thread for
 
@@ -108,7 +132,9 @@ def test_committed_cnn_with_the_direct_conv_matches_keras(batch):
     x = np.random.default_rng(batch).random((batch, 32, 32, 3), dtype=np.float32)
     steps = [s.fn for s in model.plan().steps if isinstance(s.fn, ConvStep)]
     convs = sum(type(layer).__name__ == "Conv2D" for layer in model.layers.values())
-    assert len(steps) == convs >= 1 and all(s.choose((batch, 8, 8, s.kernel.shape[2])) == "direct" for s in steps)
+    assert len(steps) == convs >= 1 and all(s.choose((batch, 8, 8, s.kernel.shape[2])).startswith("direct")
+                                            for s in steps)
+    assert sum(s.choose((batch, 8, 8, s.kernel.shape[2])) == "direct-winograd" for s in steps) == convs - 1
     ref = np.asarray(kmodel(x, training=False))
     fast = model.predict(x)
     assert np.abs(fast - ref).max() <= 1e-5
@@ -185,7 +211,8 @@ def test_the_numpy_fallback_runs_the_committed_cnn(how):
     block = {"extension absent": BLOCK_IMPORT, "stale build": STALE_BUILD}.get(how, "")
     env = {"SCRATCH_KERNELS": "numpy"} if how.startswith("SCRATCH") else {"SCRATCH_KERNELS": "auto"}
     got = _run_isolated(CNN_PROBE.format(block=block, cnn=str(CNN_DIR)), env)
-    assert got["variant"] is None and "direct" not in got["algorithms"] and len(got["algorithms"]) == got["convs"] >= 1
+    assert got["variant"] is None and not any(a.startswith("direct") for a in got["algorithms"])
+    assert len(got["algorithms"]) == got["convs"] >= 1
     assert got["built"] is (how == "SCRATCH_KERNELS=numpy" and bool(kernels.VARIANTS))
     assert np.abs(np.array(got["p"]) - np.array(got["walk"])).max() <= 1e-5
 
@@ -194,7 +221,8 @@ def test_the_numpy_fallback_runs_the_committed_cnn(how):
 def test_the_environment_picks_a_variant():
     name = kernels.VARIANTS[-1][1]  # the baseline, supported everywhere the extension builds
     got = _run_isolated(CNN_PROBE.format(block="", cnn=str(CNN_DIR)), {"SCRATCH_KERNELS": name})
-    assert got["variant"][1] == name and got["algorithms"] == ["direct"] * got["convs"] and got["convs"] >= 1
+    assert got["variant"][1] == name and got["convs"] >= 1 and len(got["algorithms"]) == got["convs"]
+    assert all(a in ("direct", "direct-winograd") for a in got["algorithms"]) and "direct" in got["algorithms"]
     assert np.abs(np.array(got["p"]) - np.array(got["walk"])).max() <= 1e-5
 
 
@@ -247,6 +275,44 @@ def test_the_c_function_refuses_overlapping_output_and_bad_thread_counts():
         kernels._kernels.conv2d(*_args(x=inside, out=out))
     with pytest.raises(ValueError, match=r"expected threads between 1 and \d+, received 0"):
         kernels._kernels.conv2d(*_args(), 0)
+
+
+def _wino_args(**change):
+    """winograd2d's arguments for a valid call of (2, 6, 4, 4) -> 10 filters, with ``change``."""
+    index, _, block, _ = kernels.VARIANTS[0]
+    a = dict(variant=index, x=np.zeros((2, 6, 4, 4), np.float32), u=np.zeros((1, 16, 4, block), np.float32),
+             bias=np.zeros(block, np.float32), out=np.zeros((2, 6, 4, 10), np.float32), relu=True, pool=False)
+    a.update(change)
+    return list(a.values())
+
+
+@needs_kernels
+@pytest.mark.parametrize("change, error, message", [
+    ({}, None, None),
+    ({"x": np.zeros((2, 5, 4, 4), np.float32)}, ValueError, r"winograd2d: expected `x` \(N, H, W, C\) with H and W even"),
+    ({"x": np.zeros((2, 6, 4, 4), np.float64)}, TypeError, r"winograd2d: expected `x` of dtype float32"),
+    ({"u": np.zeros((1, 9, 4, kernels.VARIANTS[0][2] if kernels.VARIANTS else 8), np.float32)}, ValueError,
+     r"winograd2d: expected `u` of shape \(FB, 16, 4, \d+\) \(variant \w+\), received \(1, 9, 4, \d+\)"),
+    ({"bias": np.zeros(3, np.float32)}, ValueError, r"winograd2d: expected `bias` of shape \(\d+,\), received \(3,\)"),
+    ({"pool": True}, ValueError, r"winograd2d: expected `out` of shape \(2, 3, 2, F\) with \d+ < F <= \d+, received \(2, 6, 4, 10\)"),
+    ({"variant": 99}, ValueError, r"winograd2d: expected a variant index this CPU supports, received 99"),
+])
+def test_the_winograd_c_function_names_what_it_expected(change, error, message):
+    if error is None:
+        assert kernels._kernels.winograd2d(*_wino_args()) is None and kernels._kernels.winograd2d(*_wino_args(), 2) is None
+        return
+    with pytest.raises(error, match=message):
+        kernels._kernels.winograd2d(*_wino_args(**change))
+
+
+@needs_kernels
+def test_the_winograd_c_function_refuses_overlapping_output_and_bad_thread_counts():
+    out = np.zeros((2, 6, 4, 10), np.float32)
+    inside = out.reshape(-1)[:2 * 6 * 4 * 4].reshape(2, 6, 4, 4)
+    with pytest.raises(ValueError, match="winograd2d: expected `out` not to share memory with `x`, `u` or `bias`"):
+        kernels._kernels.winograd2d(*_wino_args(x=inside, out=out))
+    with pytest.raises(ValueError, match=r"winograd2d: expected threads between 1 and \d+, received 0"):
+        kernels._kernels.winograd2d(*_wino_args(), 0)
 
 
 # ------------------------------------------------------------------------------------ the LSTM gate step (C)
