@@ -5,11 +5,12 @@
 #   deploy/build_images.sh full       # or only one target: full | slim | nginx
 #
 # 1. Base images from Debian packages: `mmdebstrap` writes a bookworm root file system (Python 3.11 with a venv
-#    at /opt/venv, or nginx) to a tar, `podman import` turns it into a local image. Each is built once and
-#    kept (delete it with `podman rmi` to rebuild): localhost/scratch-serve-base:bookworm and
-#    localhost/scratch-serve-nginx:bookworm.
+#    at /opt/venv, the same with gcc and the Python headers for building the wheel with the compiled kernel,
+#    or nginx) to a tar, `podman import` turns it into a local image. Each is built once and kept (delete it
+#    with `podman rmi` to rebuild): localhost/scratch-serve-base:bookworm, localhost/scratch-serve-builder:bookworm
+#    and localhost/scratch-serve-nginx:bookworm.
 # 2. The service image from the Dockerfile with that base (`--build-arg BASE_IMAGE=...`; the Dockerfile's
-#    default, python:3.11-slim, is for machines that reach Docker Hub). pip inside the build reaches the
+#    default, python:3.11-slim with python:3.11 as the builder, is for machines that reach Docker Hub). pip inside the build reaches the
 #    registries through the host's network (`--network host`) and reads this machine's own pip
 #    configuration, mounted read-only: every setting `pip config list` shows (files and PIP_* variables,
 #    merged into one pip.conf), every file or folder those settings name, and the CA certificates.
@@ -23,6 +24,7 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/containers.conf}"
 BUILD_DIR="${BUILD_DIR:-$ROOT/.cache/images}"
 SUITE="${SUITE:-bookworm}"
 BASE_IMAGE="localhost/scratch-serve-base:$SUITE"
+BUILDER_IMAGE="localhost/scratch-serve-builder:$SUITE"
 NGINX_IMAGE="localhost/scratch-serve-nginx:$SUITE"
 PIP="${PIP:-$(command -v pip3 || command -v pip || echo "$ROOT/.venv/bin/pip")}"
 [ -x "$ROOT/.venv/bin/pip" ] && PIP="$ROOT/.venv/bin/pip"
@@ -88,9 +90,15 @@ build_service() {  # build_service TARGET TAG
         'chroot "$1" python3 -m venv /opt/venv' \
         'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         'ENV LANG=C.UTF-8' 'CMD ["python3"]'
+    # the same Python with a C compiler and its headers: the wheel with the compiled kernel is built there
+    debian_image "$BUILDER_IMAGE" python3,python3-venv,python3-dev,gcc,libc6-dev,ca-certificates \
+        'chroot "$1" python3 -m venv /opt/venv' \
+        'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        'ENV LANG=C.UTF-8' 'CMD ["python3"]'
     # shellcheck disable=SC2046
     log "podman build --target $target -> $tag"
     podman build --format docker --network host --target "$target" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        --build-arg "BUILDER_IMAGE=$BUILDER_IMAGE" \
         $(pip_mounts) -t "$tag" -f "$ROOT/Dockerfile" "$ROOT" >&2
     log "$tag: $((SECONDS - t0)) s, $(size_of "$tag") bytes"; record "$tag" "$((SECONDS - t0))" "$(size_of "$tag")"
 }

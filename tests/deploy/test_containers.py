@@ -136,6 +136,14 @@ class Compose:
         run("podman", "network", "rm", "-f", f"{self.project}_default", check=False)  # 1.0.3's down leaves it
 
 
+def assert_kernel_compiled(name: str, label: str) -> None:
+    """The image's engine runs the compiled kernel (the wheel built in the Dockerfile's builder stage)."""
+    code = "from scratch_models.inference import kernels; print(kernels.variant[1] if kernels.variant else 'numpy')"
+    variant = run("podman", "exec", name, "python", "-c", code).stdout.strip()
+    record(**{f"{label}_kernel_variant": variant})
+    assert variant != "numpy", "the image has no compiled kernel: the NumPy path would serve"
+
+
 def test_compose_service_serves_both_backends_read_only_as_non_root(images):
     port = free_port()
     compose = Compose(PORT_SERVICE=str(port))
@@ -162,6 +170,7 @@ def test_compose_service_serves_both_backends_read_only_as_non_root(images):
             out = run("podman", "exec", name, "touch", path, check=False)
             assert out.returncode != 0 and "Read-only file system" in out.stderr, (path, out.stderr)
         assert run("podman", "exec", name, "touch", "/tmp/probe").returncode == 0
+        assert_kernel_compiled(name, "service")
         mounts = json.loads(inspect(name, "{{json .Mounts}}"))
         weights = [m for m in mounts if m["Destination"] == "/app/weights"]
         assert len(weights) == 1 and weights[0]["RW"] is False and Path(weights[0]["Source"]) == ROOT / "weights"
@@ -184,6 +193,7 @@ def test_slim_image_serves_mounted_weights_without_tensorflow(images, tmp_path):
             record(slim_seconds_to_healthy=round(wait_healthy(name), 1))
             has_tf = run("podman", "exec", name, "python", "-c", "import tensorflow", check=False).returncode == 0
             record(slim_has_tensorflow=has_tf)
+            assert_kernel_compiled(name, "slim")
             r = httpx.post(f"http://127.0.0.1:{port}/predict/cnn?backend=scratch", json=png_body(), timeout=60)
             assert r.status_code == 200, r.text
             assert r.json()["model_sha256"] == tiny_weights.sha256_file(weights / "cnn" / "weights.npz")

@@ -80,12 +80,16 @@ def test_dockerfile():
     assert re.search(r"^FROM \$\{BASE_IMAGE\} AS base$", text, re.M)
     stages = re.split(r"^FROM ", re.sub(r"^#[^\n]*\n", "", text, flags=re.M), flags=re.M)[1:]
     names = [s.split()[2] for s in stages]
-    assert names == ["requirements", "base", "slim", "full"], "a TF-free target and the full one, full last"
+    assert names == ["requirements", "wheel", "base", "slim", "full"], "a TF-free target and the full one, full last"
     assert "tomllib" in stages[0] and "requirements-keras.txt" in stages[0], "run-time requirements from pyproject"
-    for stage, keras in zip(stages[2:], (False, True)):
+    assert re.search(r"^ARG BUILDER_IMAGE=python:3\.11$", text, re.M), "the wheel's builder is a build argument"
+    assert stages[1].startswith("${BUILDER_IMAGE} AS wheel")
+    assert "setup.py" in stages[1] and "pip wheel --no-deps" in stages[1], "the compiled kernel built into a wheel"
+    for stage, keras in zip(stages[3:], (False, True)):
         assert stage.startswith("base AS") and "pip install -r /tmp/requirements-slim.txt" in stage
         assert ("requirements-keras.txt" in stage) is keras, "TensorFlow only in the full image"
-        assert "pip install --no-deps ." in stage
+        assert "COPY --from=wheel /wheels" in stage and "pip install --no-deps /tmp/wheels/*.whl" in stage
+        assert "gcc" not in stage, "no compiler in the run-time images"
         assert re.search(r"^COPY weights/ weights/", stage, re.M), "weights are baked into the image"
         assert re.search(r"^USER app$", stage, re.M) and stage.rstrip().endswith("USER app"), "ends as non-root"
     assert re.search(r"^RUN useradd .*--uid 10001 .*app$", text, re.M)
