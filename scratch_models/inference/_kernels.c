@@ -7,11 +7,16 @@
  *   - the kernel is packed once (by the plan, inference/kernels.py) into filter blocks of FBW = VW * NV filters,
  *     (FB, kh, kw, C, FBW), zero-padded to a whole block, so one window row's (kx, c) taps are contiguous;
  *   - each image is copied once into a zero-bordered buffer, so no tap needs a bounds check;
- *   - an output tile of P pixels of one output row x one filter block (P * NV vectors: 24 zmm registers for
- *     AVX-512) stays in registers over the whole (ky, kx, c) reduction: per tap, NV weight vectors are loaded and
- *     each pixel's input value is broadcast into NV fused multiply-adds;
- *   - bias and ReLU are applied to the registers; with pooling, two output rows go to a small row buffer and
- *     their 2x2 maxima to the output (a maximum commutes with adding a constant and with ReLU, exactly).
+ *   - an output tile of P pixels x one filter block (P * NV vectors: 24 zmm registers for AVX-512) stays in
+ *     registers over the whole (ky, kx, c) reduction: per tap, NV weight vectors are loaded and each pixel's
+ *     input value is broadcast into NV fused multiply-adds; a tile's pixels may span output rows (a work unit
+ *     is a band of rows of at least BAND_PIXELS outputs, so narrow layers still get full tiles);
+ *   - bias and ReLU are applied to the registers; with pooling, the band's rows go to a small buffer and their
+ *     2x2 maxima to the output (a maximum commutes with adding a constant and with ReLU, exactly).
+ *
+ * winograd2d: the same step for 3x3, stride 1, 'same' layers of even-sized images by Winograd F(2x2, 3x3): the
+ * input transform per band of tile rows, the 16 products in the same register tile, the output transform with
+ * bias, ReLU and the pooling window (see wino_ below).
  *
  * One source, three instruction sets: the tile is written with GCC vector extensions and instantiated per
  * target (AVX-512F, AVX2+FMA, and the compiler's baseline: SSE2 on x86-64, NEON on arm64); the best one the CPU
@@ -19,7 +24,7 @@
  * Sums run in float32 in a fixed order (ky, kx, c), as im2col + sgemm does.
  *
  * Arrays come through the buffer protocol (no NumPy C API at build time); the GIL is released while computing,
- * so the plan's batch split (Python threads) runs parts on both cores.
+ * and a call's work units are shared with a pool of worker threads kept between calls (run_job).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

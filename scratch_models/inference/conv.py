@@ -1,12 +1,15 @@
 """Convolution at inference: Conv2D [-> BatchNormalization folded in] [-> ReLU] [-> 2x2 max pooling] as one step.
 
-Algorithms, chosen per layer and batch size (``choose``):
+Algorithms, chosen per layer and input shape (``choose``):
 
+* ``direct-winograd``: the compiled kernel's Winograd F(2x2, 3x3) (``kernels.WinogradConv``, U = G g Gᵀ packed
+  once here) for 3x3, stride 1, 'same' layers of ``COMPILED_WINOGRAD_MIN_CHANNELS`` or more channels on
+  even-sized images; bias, ReLU and the 2x2 pooling window in its output transform;
 * ``direct``: the compiled register-blocked direct convolution (``_kernels.c`` through ``kernels.DirectConv``,
-  kernel packed once here), bias, ReLU and pooling fused in its tile epilogue; taken for every float32 Conv2D
-  without dilation or groups whenever the extension is built and ``SCRATCH_KERNELS`` is not ``numpy``: per layer
-  of the committed CNN it ran 0.9-4.7x as fast as the NumPy algorithms below (1.16x or more on 19 of 20 layer x
-  batch cases in the last run; one thread, busy host; reports/inference_plan.md). The NumPy algorithms are the fallback:
+  kernel packed once here), bias, ReLU and pooling fused in its tile epilogue; every other float32 Conv2D
+  without dilation or groups. Both are taken whenever the extension is built and ``SCRATCH_KERNELS`` is not
+  ``numpy``; per layer of the committed CNN they ran 0.9-4.7x as fast as the NumPy algorithms below
+  (reports/inference_plan.md). The NumPy algorithms are the fallback:
 * ``winograd``: F(2x2, 3x3) (Lavin & Gray, 2015) for 3x3/1 'same' convolutions of even-sized images with
   enough channels and tiles: 16 products per (tile, channel, filter) instead of 36. Only U = G g Gᵀ is rounded
   beyond float32 sums (computed in float64), so errors stay at the im2col level (F(4x4, 3x3) would not: it is

@@ -8,8 +8,10 @@ extension optional): without them the engine runs its NumPy path, with the same 
 * ``numpy``: no compiled kernel (the NumPy path everywhere);
 * ``avx512``, ``avx2``, ``base``: that variant (an error if this CPU or build has not got it).
 
-``DirectConv`` is one convolution's kernel packed once for the chosen variant (at plan compile), called per
-batch or part; ``lstm_gates`` is the element-wise gate step of the Bidirectional LSTM loop.
+``DirectConv`` (the register-blocked direct convolution) and ``WinogradConv`` (Winograd F(2x2, 3x3)) are one
+convolution's kernel packed once for the chosen variant (at plan compile), called per batch or part: the C call
+releases the GIL and splits the work over the kernel's persistent worker pool; ``lstm_gates`` is the
+element-wise gate step of the Bidirectional LSTM loop.
 """
 from __future__ import annotations
 
