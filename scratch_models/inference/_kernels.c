@@ -653,6 +653,49 @@ static int overlaps(const Py_buffer *a, const Py_buffer *b)
     return a->len && b->len && a0 < b0 + b->len && b0 < a0 + a->len;
 }
 
+/* `out` (N, Ho, Wo, F), or pooled (N, Ho / 2, Wo / 2, F), with F in the last filter block: 0, or -1 with the
+ * exception naming `fn`. */
+static int check_out(const ConvArgs *a, const Py_buffer *o, const Variant *v, const char *fn)
+{
+    const Py_ssize_t eh = a->pool ? a->ho / 2 : a->ho, ew = a->pool ? a->wo / 2 : a->wo;
+    if (o->shape[0] == a->n && o->shape[1] == eh && o->shape[2] == ew && a->f > (a->fb - 1) * v->block
+            && a->f <= a->fb * v->block)
+        return 0;
+    char got[96];
+    shape_text(o, got, sizeof got);
+    PyErr_Format(PyExc_ValueError, "%s: expected `out` of shape (%zd, %zd, %zd, F) with %zd < F <= %zd, received %s",
+                 fn, a->n, eh, ew, (a->fb - 1) * v->block, a->fb * v->block, got);
+    return -1;
+}
+
+/* `units` work units of `fn` on up to `threads` participants (the caller and the pool's workers), each with its
+ * own padded image (pad_len floats) and work buffer (buf_len floats); -1 with MemoryError if those cannot be
+ * had. Chunks: a few per participant, or one per image when there are more images (balance: a late worker's
+ * share is taken by the others). Called with the GIL; released while computing. */
+static int run_units(const ConvArgs *a, void (*fn)(const ConvArgs *, Py_ssize_t, Py_ssize_t, float *, float *, Py_ssize_t *),
+                     Py_ssize_t units, int threads, size_t pad_len, size_t buf_len)
+{
+    const int count = (int)(units < threads ? units : threads);
+    float *pads = malloc(sizeof(float) * pad_len * (size_t)count);
+    float *bufs = malloc(sizeof(float) * buf_len * (size_t)count);
+    const int ok = pads != NULL && bufs != NULL;
+    if (ok) {
+        Py_ssize_t chunks = (Py_ssize_t)CHUNKS_PER_THREAD * count;
+        if (chunks < a->n) chunks = a->n;
+        if (chunks > units) chunks = units;
+        if (count == 1) chunks = 1;
+        Job job = {a, fn, units, chunks, pads, bufs, pad_len, buf_len, 0};
+        Py_BEGIN_ALLOW_THREADS
+        run_job(&job, count);
+        Py_END_ALLOW_THREADS
+    } else {
+        PyErr_NoMemory();
+    }
+    free(pads);
+    free(bufs);
+    return ok ? 0 : -1;
+}
+
 PyDoc_STRVAR(conv2d_doc,
 "conv2d(variant, x, w, bias, out, kh, kw, sy, sx, pt, pb, pl, pr, relu, pool, threads=1)\n--\n\n"
 "Conv2D + bias [+ ReLU] [+ 2x2/2 max pooling] of an NHWC float32 batch into `out`.\n\n"
@@ -691,8 +734,7 @@ static PyObject *conv2d(PyObject *Py_UNUSED(self), PyObject *args)
 
     ConvArgs a;
     memset(&a, 0, sizeof a);
-    float *pads = NULL, *rows = NULL;
-    char got[96], want[96];
+    char got[96];
     PyObject *result = NULL;
     a.n = x.shape[0]; a.h = x.shape[1]; a.w = x.shape[2]; a.c = x.shape[3];
     a.fb = w.shape[0]; a.f = o.shape[3];
@@ -722,17 +764,7 @@ static PyObject *conv2d(PyObject *Py_UNUSED(self), PyObject *args)
                      a.ho, a.wo);
         goto done;
     }
-    {
-        const Py_ssize_t eh = pool ? a.ho / 2 : a.ho, ew = pool ? a.wo / 2 : a.wo;
-        if (o.shape[0] != a.n || o.shape[1] != eh || o.shape[2] != ew || a.f <= (a.fb - 1) * v->block
-                || a.f > a.fb * v->block) {
-            shape_text(&o, got, sizeof got);
-            PyOS_snprintf(want, sizeof want, "(%zd, %zd, %zd, F) with %zd < F <= %zd", a.n, eh, ew,
-                          (a.fb - 1) * v->block, a.fb * v->block);
-            PyErr_Format(PyExc_ValueError, "conv2d: expected `out` of shape %s, received %s", want, got);
-            goto done;
-        }
-    }
+    if (check_out(&a, &o, v, "conv2d") < 0) goto done;
     if (overlaps(&o, &x) || overlaps(&o, &w) || overlaps(&o, &b)) {
         PyErr_SetString(PyExc_ValueError, "conv2d: expected `out` not to share memory with `x`, `w` or `bias`");
         goto done;
@@ -748,26 +780,12 @@ static PyObject *conv2d(PyObject *Py_UNUSED(self), PyObject *args)
         if (band > used) band = used;
         a.band = band < 1 ? 1 : band;
         const Py_ssize_t units = a.n * a.fb * ((used + a.band - 1) / a.band);
-        const int count = (int)(units < threads ? units : threads);
-        const size_t pad_len = (size_t)(hp * wp * a.c), rows_len = (size_t)a.band * (size_t)width * (size_t)v->block;
-        pads = malloc(sizeof(float) * pad_len * (size_t)count);
-        rows = malloc(sizeof(float) * rows_len * (size_t)count);
-        if (pads == NULL || rows == NULL) { PyErr_NoMemory(); goto done; }
-        /* Chunks: a few per participant, or one per image when there are more images (balance: a late
-         * worker's share is taken by the others). */
-        Py_ssize_t chunks = (Py_ssize_t)CHUNKS_PER_THREAD * count;
-        if (chunks < a.n) chunks = a.n;
-        if (chunks > units) chunks = units;
-        if (count == 1) chunks = 1;
-        Job job = {&a, v->conv, units, chunks, pads, rows, pad_len, rows_len, 0};
-        Py_BEGIN_ALLOW_THREADS
-        run_job(&job, count);
-        Py_END_ALLOW_THREADS
+        if (run_units(&a, v->conv, units, threads, (size_t)(hp * wp * a.c),
+                      (size_t)a.band * (size_t)width * (size_t)v->block) < 0)
+            goto done;
     }
     result = Py_NewRef(Py_None);
 done:
-    free(pads);
-    free(rows);
     PyBuffer_Release(&x); PyBuffer_Release(&w); PyBuffer_Release(&b); PyBuffer_Release(&o);
     return result;
 }
@@ -802,7 +820,6 @@ static PyObject *winograd2d(PyObject *Py_UNUSED(self), PyObject *args)
     if (get_array(oo, &o, 4, 1, "out", "winograd2d") < 0) { PyBuffer_Release(&x); PyBuffer_Release(&u); PyBuffer_Release(&b); return NULL; }
     ConvArgs a;
     memset(&a, 0, sizeof a);
-    float *pads = NULL, *bufs = NULL;
     char got[96];
     PyObject *result = NULL;
     a.n = x.shape[0]; a.h = x.shape[1]; a.w = x.shape[2]; a.c = x.shape[3]; a.fb = u.shape[0]; a.f = o.shape[3];
@@ -825,16 +842,7 @@ static PyObject *winograd2d(PyObject *Py_UNUSED(self), PyObject *args)
         goto done;
     }
     a.hp = (int)a.h + 2; a.wp = (int)a.w + 2; a.ho = (int)a.h; a.wo = (int)a.w;
-    {
-        const Py_ssize_t eh = pool ? a.ho / 2 : a.ho, ew = pool ? a.wo / 2 : a.wo;
-        if (o.shape[0] != a.n || o.shape[1] != eh || o.shape[2] != ew || a.f <= (a.fb - 1) * v->block
-                || a.f > a.fb * v->block) {
-            shape_text(&o, got, sizeof got);
-            PyErr_Format(PyExc_ValueError, "winograd2d: expected `out` of shape (%zd, %zd, %zd, F) with %zd < F <= %zd, "
-                         "received %s", a.n, eh, ew, (a.fb - 1) * v->block, a.fb * v->block, got);
-            goto done;
-        }
-    }
+    if (check_out(&a, &o, v, "winograd2d") < 0) goto done;
     if (overlaps(&o, &x) || overlaps(&o, &u) || overlaps(&o, &b)) {
         PyErr_SetString(PyExc_ValueError, "winograd2d: expected `out` not to share memory with `x`, `u` or `bias`");
         goto done;
@@ -849,25 +857,12 @@ static PyObject *winograd2d(PyObject *Py_UNUSED(self), PyObject *args)
         if (band > th) band = th;
         a.band = band;
         const Py_ssize_t units = a.n * ((th + band - 1) / band) * a.fb;
-        const int count = (int)(units < threads ? units : threads);
-        const size_t pad_len = (size_t)(a.hp * a.wp * a.c);
-        const size_t buf_len = (size_t)16 * (size_t)band * (size_t)tw * (size_t)(a.c + v->block);
-        pads = malloc(sizeof(float) * pad_len * (size_t)count);
-        bufs = malloc(sizeof(float) * buf_len * (size_t)count);
-        if (pads == NULL || bufs == NULL) { PyErr_NoMemory(); goto done; }
-        Py_ssize_t chunks = (Py_ssize_t)CHUNKS_PER_THREAD * count;
-        if (chunks < a.n) chunks = a.n;
-        if (chunks > units) chunks = units;
-        if (count == 1) chunks = 1;
-        Job job = {&a, v->wino, units, chunks, pads, bufs, pad_len, buf_len, 0};
-        Py_BEGIN_ALLOW_THREADS
-        run_job(&job, count);
-        Py_END_ALLOW_THREADS
+        if (run_units(&a, v->wino, units, threads, (size_t)(a.hp * a.wp * a.c),
+                      (size_t)16 * (size_t)band * (size_t)tw * (size_t)(a.c + v->block)) < 0)
+            goto done;
     }
     result = Py_NewRef(Py_None);
 done:
-    free(pads);
-    free(bufs);
     PyBuffer_Release(&x); PyBuffer_Release(&u); PyBuffer_Release(&b); PyBuffer_Release(&o);
     return result;
 }

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import activations, parallel
+from .. import activations
 from . import kernels
 from ..layers.convolution import same_pads, window_offsets
 from ..threads import single_threaded_blas
 from .memory import Fresh
-from .split import Part
+from .split import Part, whole_batch_threads
 
 #: im2col buffer of one chunk (elements): small enough to stay in the L2/L3 caches.
 IM2COL_FAST_CHUNK_ELEMENTS = 1 << 19
@@ -69,7 +69,7 @@ def direct_threads(part: Part, flops: float) -> int:
     one per ``DIRECT_THREAD_MIN_FLOPS``."""
     if part.split:
         return 1
-    cores = part.threads if part.threads is not None else (1 if parallel.in_worker() else parallel.cores())
+    cores = part.threads if part.threads is not None else whole_batch_threads()
     return max(1, min(cores, int(flops // DIRECT_THREAD_MIN_FLOPS)))
 
 

@@ -82,10 +82,15 @@ def pack(kernel: np.ndarray, bias: np.ndarray | None, block: int) -> tuple[np.nd
     padded = np.zeros((kh, kw, c, fb * block), np.float32)
     padded[..., :f] = kernel
     w = np.ascontiguousarray(padded.reshape(kh, kw, c, fb, block).transpose(3, 0, 1, 2, 4))
-    b = np.zeros(fb * block, np.float32)
+    return w, pack_bias(bias, f, block)
+
+
+def pack_bias(bias: np.ndarray | None, filters: int, block: int) -> np.ndarray:
+    """The bias of ``filters`` filters zero-padded to whole blocks, (FB * block,) float32 (zeros without one)."""
+    b = np.zeros(-(-filters // block) * block, np.float32)
     if bias is not None:
-        b[:f] = bias
-    return w, b
+        b[:filters] = bias
+    return b
 
 
 class DirectConv:
@@ -135,7 +140,7 @@ class WinogradConv:
             raise ValueError(f"WinogradConv: expected a (3, 3, C, F) kernel, received {kernel.shape}")
         self.index, self.name, self.block, self.tile = chosen
         self.u = pack_winograd(kernel, self.block)
-        _, self.b = pack(kernel[:1, :1], bias, self.block)
+        self.b = pack_bias(bias, kernel.shape[3], self.block)
 
     def __call__(self, x: np.ndarray, out: np.ndarray, relu: bool, pool: bool, threads: int = 1) -> np.ndarray:
         _kernels.winograd2d(self.index, np.ascontiguousarray(x, np.float32), self.u, self.b, out, bool(relu),

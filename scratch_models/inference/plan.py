@@ -24,9 +24,9 @@ from itertools import chain
 import numpy as np
 
 from ..graph import call_node, flat_refs, is_ref, readers
-from ..layers import (LSTM, Activation, Embedding, AlphaDropout, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D,
-                      Dense, Dropout, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalAveragePooling2D, MaxPooling2D, ReLU, SimpleRNN,
-                      SpatialDropout1D, SpatialDropout2D)
+from ..layers import (LSTM, Activation, AlphaDropout, AveragePooling2D, BatchNormalization, Bidirectional, Conv2D,
+                      Dense, Dropout, Embedding, Flatten, GaussianDropout, GaussianNoise, GlobalAveragePooling1D,
+                      GlobalAveragePooling2D, MaxPooling2D, ReLU, SimpleRNN, SpatialDropout1D, SpatialDropout2D)
 from ..ops import Op
 from . import recurrent
 from .conv import POOL_COMMUTING_ACTIVATIONS, ConvStep, fold_batchnorm
@@ -242,10 +242,11 @@ def compile_plan(model) -> Plan:
             # A GlobalAveragePooling1D reading the whole sequence output is folded in (no gather of it).
             j = (only_reader(i, (GlobalAveragePooling1D,)) if layer.return_sequences and layer.merge_mode == "concat"
                  else None)
-            average = j is not None and not model.layers[nodes[j].layer].keepdims
+            pooling = model.layers[nodes[j].layer] if j is not None else None
+            average = pooling is not None and not pooling.keepdims
             if average:
                 covers.append(j)
-            bidirectional = recurrent.BidirectionalStep(layer, key=i, average=average)
+            bidirectional = recurrent.BidirectionalStep(layer, key=i, pooling=pooling if average else None)
             # The Embedding it reads (through identity layers) folded into its input projection: only when the
             # average ends the step (its output carries no mask), taken from the steps already made.
             chain = _embedding_chain(model, i, read, outputs) if average else None

@@ -227,14 +227,15 @@ class BidirectionalStep:
     and an ``exp``, faster in NumPy than the ``tanh`` form (``exp`` -> inf gives exactly 0).
     """
 
-    def __init__(self, layer, key=None, average: bool = False):
+    def __init__(self, layer, key=None, pooling=None):
         self.layer, self.key = layer, key if key is not None else id(self)
         fw, bw = layer.forward_layer, layer.backward_layer
-        if average and not (layer.return_sequences and layer.merge_mode == "concat"):
+        if pooling is not None and not (layer.return_sequences and layer.merge_mode == "concat"):
             raise ValueError(f"Bidirectional {layer.name!r}: the average over time needs return_sequences and "
                              f"merge_mode 'concat', received {layer.return_sequences} and {layer.merge_mode!r}")
-        #: A GlobalAveragePooling1D after it, folded in: (N, 2u) means over the unmasked steps (``_average``).
-        self.average = average
+        #: A GlobalAveragePooling1D after it, folded in: (N, 2u) means over the unmasked steps (``_average``; its
+        #: own ``forward`` on the path for masks with gaps).
+        self.pooling, self.average = pooling, pooling is not None
         self.lstm = type(fw) is LSTM
         d_in = fw.weights["kernel"].shape[0]
         u, g, dt = fw.units, fw.gates * fw.units, fw.dtype
@@ -280,7 +281,7 @@ class BidirectionalStep:
             n, t = x.shape
         else:
             x = np.asarray(x, fw.dtype)
-            n, t, d_in = x.shape
+            n, t, _ = x.shape  # (N, T, features)
         mask = np.ones((n, t), bool) if mask is None else np.asarray(mask, bool)
         if mask.shape != (n, t):
             raise ValueError(f"Bidirectional {layer.name!r} expected a mask of shape {(n, t)} for input of shape "
@@ -289,7 +290,7 @@ class BidirectionalStep:
             if self.table is not None:
                 x = self.embedding.forward(x)
             y = layer.forward(x, mask)
-            return self.layer_average(y, mask) if self.average else y
+            return self.pooling.forward(y, mask) if self.average else y
         # One BLAS thread for all of it (the projection too), and exp -> inf is part of the LSTM's arithmetic.
         with single_threaded_blas(), np.errstate(over="ignore"):
             return self._run(x, mask, part)
@@ -334,7 +335,7 @@ class BidirectionalStep:
             return y.reshape(*y.shape[:-2], 2 * u)
         return layer._merge(y[..., 0, :], y[..., 1, :])
 
-    def _average(self, h: np.ndarray, s: "_Schedule", arena) -> np.ndarray:
+    def _average(self, h: np.ndarray, s: _Schedule, arena) -> np.ndarray:
         """GlobalAveragePooling1D of the concatenated sequence output, without gathering it: over a row's
         unmasked steps, each direction outputs its h after 1, 2, ..., len steps (in time order forwards,
         reversed backwards), so the sum over time is the sum of those h, and the mean that over len
