@@ -295,11 +295,6 @@ class BidirectionalStep:
         with single_threaded_blas(), np.errstate(over="ignore"):
             return self._run(x, mask, part)
 
-    def layer_average(self, y: np.ndarray, mask) -> np.ndarray:
-        """The folded GlobalAveragePooling1D as the layer computes it (the path for masks with gaps)."""
-        m = mask.astype(y.dtype)[:, :, None]
-        return (y * m).sum(axis=1) / m.sum(axis=1)
-
     def _run(self, x, mask, part):
         layer, fw = self.layer, self.layer.forward_layer
         n, t = x.shape[:2]
